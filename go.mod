@@ -1,0 +1,3 @@
+module github.com/flowps/flowps
+
+go 1.26.8
