@@ -162,7 +162,7 @@ const (
 )
 
 // Rows is the size of the first dimension.
-func (s *VariableSpec) Rows() int64 {
+func (s VariableSpec) Rows() int64 {
 	if len(s.Shape) == 0 {
 		return 0
 	}
@@ -171,7 +171,7 @@ func (s *VariableSpec) Rows() int64 {
 
 // RowSize is the number of elements in one row (the product of all
 // dimensions but the first).
-func (s *VariableSpec) RowSize() int64 {
+func (s VariableSpec) RowSize() int64 {
 	n := int64(1)
 	for _, d := range s.Shape[1:] {
 		n *= d
@@ -180,7 +180,7 @@ func (s *VariableSpec) RowSize() int64 {
 }
 
 // NumElements is the number of elements of the whole variable.
-func (s *VariableSpec) NumElements() int64 { return s.Rows() * s.RowSize() }
+func (s VariableSpec) NumElements() int64 { return s.Rows() * s.RowSize() }
 
 // PartKey names one partition of one variable.
 type PartKey struct {
@@ -285,7 +285,7 @@ type RowRange = sharding.RowRange
 
 // Partitions splits the variable by rows within its partition size bounds.
 // Every client and server computes the same split from the same spec.
-func (s *VariableSpec) Partitions() []RowRange {
+func (s VariableSpec) Partitions() []RowRange {
 	minB, maxB := s.MinPartitionBytes, s.MaxPartitionBytes
 	if minB == 0 {
 		minB = DefaultMinPartitionBytes
