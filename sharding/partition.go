@@ -14,7 +14,10 @@ func (r RowRange) Len() int64 { return r.End - r.Start }
 // partitions as keep each at most maxBytes, but none smaller than minBytes
 // (except when the whole variable is smaller), and never more partitions than
 // rows. Sizes differ by at most one row. Zero or negative bounds mean no
-// bound. rows ≤ 0 yields no partitions.
+// bound; rowBytes ≤ 0 counts as 1. When the bounds conflict (no row count
+// satisfies both) minBytes wins and partitions exceed maxBytes; a single row
+// larger than maxBytes is a partition of its own. rows ≤ 0 yields no
+// partitions.
 func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
 	if rows <= 0 {
 		return nil
@@ -22,22 +25,20 @@ func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
 	if rowBytes <= 0 {
 		rowBytes = 1
 	}
-	total := rows * rowBytes
+	// Work in rows, not bytes: rows*rowBytes may overflow, and rounding the
+	// byte bounds to whole rows is what makes every partition respect them.
 	n := int64(1)
 	if maxBytes > 0 {
-		n = (total + maxBytes - 1) / maxBytes
+		maxRows := max(maxBytes/rowBytes, 1) // rows that fit, at least one
+		n = ceilDiv(rows, maxRows)
 	}
 	if minBytes > 0 {
-		if most := total / minBytes; n > most {
+		minRows := ceilDiv(minBytes, rowBytes) // rows needed to reach minBytes
+		if most := rows / minRows; n > most {
 			n = most
 		}
 	}
-	if n < 1 {
-		n = 1
-	}
-	if n > rows {
-		n = rows
-	}
+	n = max(min(n, rows), 1)
 	out := make([]RowRange, n)
 	base, extra := rows/n, rows%n
 	start := int64(0)
@@ -51,3 +52,6 @@ func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
 	}
 	return out
 }
+
+// ceilDiv is ⌈a/b⌉ for a, b > 0, without overflow.
+func ceilDiv(a, b int64) int64 { return (a-1)/b + 1 }

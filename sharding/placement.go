@@ -3,6 +3,7 @@ package sharding
 import (
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -34,8 +35,11 @@ type Member struct {
 	Capacity float64 `json:"capacity,omitempty"`
 }
 
+// weight is the member's placement weight: its capacity, or 1 when the
+// capacity is zero, negative or not finite (a peer's bad value must not break
+// everyone's placement).
 func (m Member) weight() float64 {
-	if m.Capacity <= 0 {
+	if !(m.Capacity > 0) || math.IsInf(m.Capacity, 0) {
 		return 1
 	}
 	return m.Capacity
@@ -67,9 +71,13 @@ func mix64(x uint64) uint64 {
 
 // Place returns the up to r parameter-server members that hold key, best
 // first: the first is the primary, the rest its replicas. Members whose role
-// is not RolePS are ignored. Every node computes the same answer from the
-// same member set, whatever its order.
+// is not RolePS are ignored, and so are further entries with an ID already
+// placed. Every node computes the same answer from the same member set,
+// whatever its order. r ≤ 0 yields nil.
 func Place(key string, members []Member, r int) []Member {
+	if r <= 0 {
+		return nil
+	}
 	type scored struct {
 		m Member
 		s float64
@@ -84,14 +92,20 @@ func Place(key string, members []Member, r int) []Member {
 		if c[i].s != c[j].s {
 			return c[i].s > c[j].s
 		}
-		return c[i].m.ID < c[j].m.ID
+		if c[i].m.ID != c[j].m.ID {
+			return c[i].m.ID < c[j].m.ID
+		}
+		return c[i].m.Addr < c[j].m.Addr
 	})
-	if r > len(c) {
-		r = len(c)
-	}
-	out := make([]Member, r)
-	for i := range out {
-		out[i] = c[i].m
+	out := make([]Member, 0, min(r, len(c)))
+	for _, x := range c {
+		if len(out) == r {
+			break
+		}
+		if len(out) > 0 && slices.ContainsFunc(out, func(m Member) bool { return m.ID == x.m.ID }) {
+			continue
+		}
+		out = append(out, x.m)
 	}
 	return out
 }
