@@ -387,7 +387,7 @@ func (m *Membership) Join(ctx context.Context, seeds []string) (int, error) {
 		if err == ErrClosed {
 			return 0, fmt.Errorf("join %v: %w", seeds, ErrClosed)
 		}
-		last = err
+		last = flatError{err}
 		m.log.Debug("join attempt failed", "seeds", seeds, "attempt", attempt, "err", err)
 		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)
@@ -402,6 +402,25 @@ func (m *Membership) Join(ctx context.Context, seeds []string) (int, error) {
 		backoff = min(2*backoff, m.prof.maxJoinBackoff)
 	}
 }
+
+// flatError prints memberlist's multi-line multierror on one line:
+// "failed to join A: ...; failed to join B: ...".
+type flatError struct{ error }
+
+func (e flatError) Error() string {
+	var parts []string
+	for _, l := range strings.Split(e.error.Error(), "\n") {
+		l = strings.TrimSpace(l)
+		l = strings.TrimPrefix(l, "* ")
+		if l == "" || strings.HasSuffix(l, "occurred:") {
+			continue
+		}
+		parts = append(parts, l)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e flatError) Unwrap() error { return e.error }
 
 func isCtxErr(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && err == ctx.Err()

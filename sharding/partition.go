@@ -17,7 +17,8 @@ func (r RowRange) Len() int64 { return r.End - r.Start }
 // bound; rowBytes ≤ 0 counts as 1. When the bounds conflict (no row count
 // satisfies both) minBytes wins and partitions exceed maxBytes; a single row
 // larger than maxBytes is a partition of its own. rows ≤ 0 yields no
-// partitions.
+// partitions. The result holds one RowRange per partition, so callers that
+// take sizes from users must bound rows/(maxBytes/rowBytes) first.
 func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
 	if rows <= 0 {
 		return nil
