@@ -25,13 +25,17 @@ func testLogger() *slog.Logger {
 	return nil
 }
 
+// testProfile is the profile newNode uses; only TestMeasureMembership
+// changes it (tests here do not run in parallel).
+var testProfile = ProfileLocal
+
 func newNode(t *testing.T, id string, key []byte) *Membership {
 	t.Helper()
 	m, err := NewMembership(MembershipConfig{
 		Self:      Member{ID: id, Role: RolePS, Addr: "127.0.0.1:1", Host: "h"},
 		BindAddr:  "127.0.0.1:0",
 		SecretKey: key,
-		Profile:   ProfileLocal,
+		Profile:   testProfile,
 		Logger:    testLogger(),
 	})
 	if err != nil {
@@ -158,7 +162,11 @@ func detectFailure(t *testing.T) time.Duration {
 	if err := nodes[2].Shutdown(); err != nil { // no Leave: a crash
 		t.Fatal(err)
 	}
-	waitFor(t, failureBound+time.Second, "failure detected", func() bool {
+	bound := failureBound + time.Second
+	if testProfile == ProfileLAN {
+		bound = time.Minute
+	}
+	waitFor(t, bound, "failure detected", func() bool {
 		return sees(nodes[0], "n1", "n2") && sees(nodes[1], "n1", "n2")
 	})
 	return time.Since(start)
@@ -173,13 +181,19 @@ func TestMembershipDetectsFailure(t *testing.T) {
 }
 
 // TestMeasureMembership repeats convergence and failure detection to report
-// their spread; run with FLOWPS_MEASURE=1.
+// their spread; run with FLOWPS_MEASURE=1 (local profile, 10 rounds) or
+// FLOWPS_MEASURE=lan (LAN profile, 3 rounds, no bound asserted).
 func TestMeasureMembership(t *testing.T) {
-	if os.Getenv("FLOWPS_MEASURE") == "" {
-		t.Skip("set FLOWPS_MEASURE=1 to measure")
+	rounds := 10
+	switch os.Getenv("FLOWPS_MEASURE") {
+	case "":
+		t.Skip("set FLOWPS_MEASURE=1 or =lan to measure")
+	case "lan":
+		testProfile, rounds = ProfileLAN, 3
+		defer func() { testProfile = ProfileLocal }()
 	}
 	var conv, fail []time.Duration
-	for range 10 {
+	for range rounds {
 		t.Run("round", func(t *testing.T) {
 			_, c := cluster(t, 3, nil)
 			conv = append(conv, c)
