@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/runtime"
+)
+
+// psStore adapts a ps.Client to the runtime's VarStore: variables the graph
+// declares become parameter-server variables with this run's optimizer and
+// consistency mode, and the session's step becomes the sync version a pull
+// waits for and a push is computed against, or the SSP clock.
+type psStore struct {
+	client *ps.Client
+	opt    ps.OptimizerSpec
+	cons   ps.Consistency
+
+	waitVar string    // the smallest variable, pulled to wait for a step
+	waitBuf []float32 // its buffer
+
+	pullNanos atomic.Int64 // wall time inside Pull (includes sync/SSP waits)
+	pushNanos atomic.Int64 // wall time inside Push (overlaps backprop)
+	pulls     atomic.Int64
+	pushes    atomic.Int64
+}
+
+var _ runtime.VarStore = (*psStore)(nil)
+
+// specFor turns a runtime variable definition into a ps spec.
+func (s *psStore) specFor(d runtime.VariableDef) ps.VariableSpec {
+	shape := make([]int64, len(d.Shape))
+	for i, x := range d.Shape {
+		shape[i] = int64(x)
+	}
+	return ps.VariableSpec{
+		Name:  d.Name,
+		Shape: shape,
+		Init: ps.Initializer{
+			Kind: ps.InitKind(d.Init.Kind), Value: d.Init.Value, Min: d.Init.Min, Max: d.Init.Max,
+			Mean: d.Init.Mean, Stddev: d.Init.Stddev, Seed: d.Init.Seed,
+		},
+		Optimizer:   s.opt,
+		Consistency: s.cons,
+	}
+}
+
+// Create implements runtime.VarStore. A variable that exists on the servers
+// with another shape, optimizer or mode is an error naming both.
+func (s *psStore) Create(ctx context.Context, defs []runtime.VariableDef) error {
+	for _, d := range defs {
+		if n := d.Shape.NumElements(); s.waitVar == "" || n < len(s.waitBuf) {
+			s.waitVar, s.waitBuf = d.Name, make([]float32, n)
+		}
+	}
+	for _, d := range defs {
+		spec := s.specFor(d)
+		if err := s.client.CreateVariable(ctx, spec); err != nil {
+			if errors.Is(err, ps.ErrSpecMismatch) || errors.Is(err, ps.ErrShapeMismatch) {
+				return fmt.Errorf("variable %s (shape %v, %s, %s mode) disagrees with the parameter servers' copy; was the cluster started for another model or run? %w",
+					d.Name, d.Shape, s.opt.Kind, s.cons.Mode, err)
+			}
+			return fmt.Errorf("create variable %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// Pull implements runtime.VarStore. In sync mode it waits until the
+// variables reach version step (every worker's gradient of step-1 applied);
+// in SSP mode step is this worker's clock.
+func (s *psStore) Pull(ctx context.Context, step int64, reqs []runtime.PullRequest) error {
+	t0 := time.Now()
+	defer func() { s.pullNanos.Add(int64(time.Since(t0))); s.pulls.Add(1) }()
+	ops := make([]ps.PullOp, len(reqs))
+	for i, r := range reqs {
+		ops[i] = ps.PullOp{Var: r.Name, Rows: r.Rows, Dst: r.Dst}
+		if s.cons.Mode == ps.Sync {
+			ops[i].MinVersion = step
+		}
+	}
+	var opt ps.PullOptions
+	if s.cons.Mode == ps.SSP {
+		opt.Clock = step
+	}
+	if _, err := s.client.PullMany(ctx, ops, opt); err != nil {
+		return fmt.Errorf("pull at step %d: %w", step, err)
+	}
+	return nil
+}
+
+// Push implements runtime.VarStore.
+func (s *psStore) Push(ctx context.Context, step int64, g runtime.Gradient) error {
+	t0 := time.Now()
+	defer func() { s.pushNanos.Add(int64(time.Since(t0))); s.pushes.Add(1) }()
+	op := ps.PushOp{Var: g.Name, Rows: g.Rows, Grad: g.Values}
+	if s.cons.Mode == ps.Sync {
+		op.Step = step
+	}
+	var opt ps.PushOptions
+	if s.cons.Mode == ps.SSP {
+		opt.Clock = step + 1
+	}
+	if err := s.client.PushMany(ctx, []ps.PushOp{op}, opt); err != nil {
+		return fmt.Errorf("push %s at step %d: %w", g.Name, step, err)
+	}
+	return nil
+}

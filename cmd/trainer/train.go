@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/flowps/flowps/data"
+	"github.com/flowps/flowps/models"
+	"github.com/flowps/flowps/ps"
+)
+
+// result is the final metrics line. Times are seconds of wall clock.
+type result struct {
+	Model     string  `json:"model"`
+	Data      string  `json:"data"`
+	Mode      string  `json:"mode"`
+	Optimizer string  `json:"optimizer"`
+	LR        float64 `json:"lr"`
+	Workers   int     `json:"workers"`
+	Rank      int     `json:"rank"`
+	Batch     int     `json:"batch"`
+	Params    int     `json:"params"`
+	Epochs    int     `json:"epochs"`
+	Steps     int64   `json:"steps"`
+	Examples  int64   `json:"examples"`
+	// TrainLoss is the mean training loss over the last epoch's steps.
+	TrainLoss float64 `json:"train_loss"`
+	// TestAccuracy and TestLoss are measured on the whole test set after
+	// the last epoch; EpochTestAccuracy after each epoch.
+	TestAccuracy      float64   `json:"test_accuracy"`
+	TestLoss          float64   `json:"test_loss"`
+	EpochTestAccuracy []float64 `json:"epoch_test_accuracy"`
+	// ExamplesPerSec is this worker's training throughput: examples over
+	// TrainSeconds (data loading and evaluation excluded).
+	ExamplesPerSec float64 `json:"examples_per_sec"`
+	// TotalExamplesPerSec sums every worker's throughput when --local runs
+	// several workers in this process.
+	TotalExamplesPerSec float64 `json:"total_examples_per_sec,omitempty"`
+	// TrainSeconds = ComputeSeconds + PullSeconds + WaitSeconds: the time of
+	// the training steps. WaitSeconds is the time spent at the sync barrier
+	// or the SSP bound before a step; PullSeconds the time spent pulling
+	// weights inside steps; ComputeSeconds the rest (forward, backward and
+	// the pushes that did not overlap them). PushSeconds is the time inside
+	// push calls, which overlap backprop, so it is not part of the sum.
+	TrainSeconds   float64 `json:"train_seconds"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	PullSeconds    float64 `json:"pull_seconds"`
+	PushSeconds    float64 `json:"push_seconds"`
+	WaitSeconds    float64 `json:"wait_seconds"`
+	DataSeconds    float64 `json:"data_seconds"`
+	EvalSeconds    float64 `json:"eval_seconds"`
+	LoadSeconds    float64 `json:"load_seconds"`
+	TotalSeconds   float64 `json:"total_seconds"`
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// loadData returns the training and test sets --data names.
+func loadData(ctx context.Context, spec string, seed int64) (train, test *data.Dataset, err error) {
+	if spec == "synthetic" {
+		return data.Synthetic(data.SyntheticConfig{
+			Train: 6000, Test: 1000, Shape: []int{28, 28}, Classes: 10,
+			Separation: 0.08, Noise: 1, Seed: uint64(seed),
+		})
+	}
+	dir, err := data.ResolveDir(ctx, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data.LoadMNIST(dir)
+}
+
+// train runs the job cfg describes: it loads the data, connects to the
+// parameter servers (in-process with --local) and trains every worker this
+// process runs, returning the metrics of rank cfg.Rank.
+func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Logger) (*result, error) {
+	start := time.Now()
+	trainSet, testSet, err := loadData(ctx, cfg.Data, cfg.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("loading --data %s: %w", cfg.Data, err)
+	}
+	loadDur := time.Since(start)
+	logger.Debug("data loaded", "train", trainSet.N(), "test", testSet.N(), "shape", trainSet.Shape, "seconds", loadDur.Seconds())
+
+	ranks := []int{cfg.Rank}
+	if cfg.Local {
+		ranks = ranks[:0]
+		for r := range cfg.Workers {
+			ranks = append(ranks, r)
+		}
+	}
+	conn, err := connect(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+
+	var logf io.Writer
+	if cfg.Logdir != "" {
+		if err := os.MkdirAll(cfg.Logdir, 0o755); err != nil {
+			return nil, fmt.Errorf("--logdir: %w", err)
+		}
+		f, err := os.Create(filepath.Join(cfg.Logdir, fmt.Sprintf("trainer-%d.jsonl", cfg.Rank)))
+		if err != nil {
+			return nil, fmt.Errorf("--logdir: %w", err)
+		}
+		defer f.Close()
+		logf = f
+	}
+
+	results := make([]*result, len(ranks))
+	errs := make([]error, len(ranks))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, r := range ranks {
+		w, err := newWorker(ctx, cfg, r, conn, trainSet, testSet, logger)
+		if err != nil {
+			return nil, err
+		}
+		w.lead = r == cfg.Rank
+		if w.lead {
+			w.progress, w.logf = progress, logf
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = w.run(ctx)
+			if errs[i] != nil {
+				cancel() // one failed worker stops the others' waits
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstError(ranks, errs); err != nil {
+		return nil, err
+	}
+	var res *result
+	total := 0.0
+	for i, r := range ranks {
+		total += results[i].ExamplesPerSec
+		if r == cfg.Rank {
+			res = results[i]
+		}
+	}
+	if len(ranks) > 1 {
+		res.TotalExamplesPerSec = total
+	}
+	res.LoadSeconds = loadDur.Seconds()
+	res.TotalSeconds = time.Since(start).Seconds()
+	if logf != nil {
+		if err := writeJSONLine(logf, map[string]any{"final": res}); err != nil {
+			return nil, fmt.Errorf("--logdir: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// firstError returns the first worker error that is not merely the
+// cancellation another worker's failure caused.
+func firstError(ranks []int, errs []error) error {
+	var first error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		err = fmt.Errorf("worker %d: %w", ranks[i], err)
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// worker trains one rank.
+type worker struct {
+	cfg         *config
+	rank        int
+	model       *models.Model
+	store       *psStore
+	runner      stepRunner
+	train, test *data.Dataset
+	sampler     *data.Sampler
+	logger      *slog.Logger
+
+	evalPull int64     // pull nanoseconds spent in evaluation
+	lead     bool      // reports progress and evaluates
+	progress io.Writer // progress lines; nil: none
+	logf     io.Writer // per-epoch JSON lines; nil: none
+}
+
+func newWorker(ctx context.Context, cfg *config, rank int, conn *cluster, train, test *data.Dataset, logger *slog.Logger) (*worker, error) {
+	m, err := models.Build(cfg.Model, models.Config{
+		InputShape: train.Shape, Classes: train.Classes, Seed: cfg.Seed, Init: models.InitScheme(cfg.Init),
+	})
+	if err != nil {
+		return nil, err
+	}
+	client, err := conn.client(rank)
+	if err != nil {
+		return nil, err
+	}
+	store := &psStore{client: client, opt: cfg.optimizerSpec(), cons: cfg.consistency()}
+	sampler, err := data.NewSampler(train.N(), cfg.Batch, rank, cfg.Workers, uint64(cfg.Seed))
+	if err != nil {
+		return nil, err
+	}
+	runner, err := newSessionRunner(ctx, m, store)
+	if err != nil {
+		return nil, err
+	}
+	return &worker{cfg: cfg, rank: rank, model: m, store: store, runner: runner, train: train, test: test,
+		sampler: sampler, logger: logger.With("rank", rank)}, nil
+}
+
+func (w *worker) run(ctx context.Context) (*result, error) {
+	cfg := w.cfg
+	res := &result{
+		Model: cfg.Model, Data: cfg.Data, Mode: cfg.Mode, Optimizer: cfg.Optimizer, LR: cfg.LR,
+		Workers: cfg.Workers, Rank: w.rank, Batch: cfg.Batch, Params: w.model.NumParams(), Epochs: cfg.Epochs,
+	}
+	steps := w.sampler.StepsPerEpoch()
+	totalSteps := int64(steps * cfg.Epochs)
+	var (
+		x                          []float32
+		y                          []int32
+		step                       int64
+		trainDur, waitDur, dataDur time.Duration
+		evalDur                    time.Duration
+		pull0                      = w.store.pullNanos.Load()
+		lastPrint                  = time.Now()
+		every                      = time.Duration(cfg.ProgressEvery * float64(time.Second))
+		began                      = time.Now()
+	)
+	for epoch := range cfg.Epochs {
+		var lossSum float64
+		for t, idx := range w.sampler.Epoch(epoch) {
+			t0 := time.Now()
+			x, y = w.train.Gather(idx, x, y)
+			t1 := time.Now()
+			dataDur += t1.Sub(t0)
+			if err := w.store.wait(ctx, step); err != nil {
+				return nil, err
+			}
+			t2 := time.Now()
+			waitDur += t2.Sub(t1)
+			loss, err := w.runner.train(ctx, step, x, y)
+			if err != nil {
+				return nil, fmt.Errorf("epoch %d step %d: %w", epoch+1, step, err)
+			}
+			trainDur += time.Since(t2)
+			if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+				return nil, fmt.Errorf("epoch %d step %d: training diverged (loss %v); lower --lr", epoch+1, step, loss)
+			}
+			lossSum += float64(loss)
+			step++
+			res.Examples += int64(len(idx))
+			if w.progress != nil && (time.Since(lastPrint) >= every || t == steps-1) {
+				lastPrint = time.Now()
+				busy := trainDur + waitDur
+				rate := float64(res.Examples) / busy.Seconds()
+				eta := time.Duration(float64(time.Since(began)) / float64(step) * float64(totalSteps-step))
+				fmt.Fprintf(w.progress, "epoch %d/%d step %d/%d (total %d/%d) loss %.4f (epoch mean %.4f) %.0f examples/s ETA %s\n",
+					epoch+1, cfg.Epochs, t+1, steps, step, totalSteps, loss, lossSum/float64(t+1), rate, eta.Round(time.Second))
+			}
+		}
+		res.TrainLoss = lossSum / float64(steps)
+		if !w.lead {
+			continue
+		}
+		t0 := time.Now()
+		acc, tl, err := w.evaluate(ctx, step)
+		if err != nil {
+			return nil, fmt.Errorf("evaluating after epoch %d: %w", epoch+1, err)
+		}
+		evalDur += time.Since(t0)
+		res.TestAccuracy, res.TestLoss = acc, tl
+		res.EpochTestAccuracy = append(res.EpochTestAccuracy, acc)
+		if w.progress != nil {
+			fmt.Fprintf(w.progress, "epoch %d/%d done: train loss %.4f, test accuracy %.4f, test loss %.4f (%d test examples, %.1fs)\n",
+				epoch+1, cfg.Epochs, res.TrainLoss, acc, tl, w.test.N(), time.Since(t0).Seconds())
+		}
+		if w.logf != nil {
+			if err := writeJSONLine(w.logf, map[string]any{
+				"epoch": epoch + 1, "step": step, "train_loss": res.TrainLoss, "test_accuracy": acc, "test_loss": tl,
+				"examples_per_sec": float64(res.Examples) / (trainDur + waitDur).Seconds(),
+			}); err != nil {
+				return nil, fmt.Errorf("--logdir: %w", err)
+			}
+		}
+	}
+	res.Steps = step
+	busy := trainDur + waitDur
+	res.TrainSeconds = busy.Seconds()
+	res.WaitSeconds = waitDur.Seconds()
+	// Pulls inside training steps only: evaluation pulls are excluded by
+	// taking the difference over the training part of the run below.
+	res.PullSeconds = time.Duration(w.store.pullNanos.Load() - pull0 - w.evalPull).Seconds()
+	res.PushSeconds = time.Duration(w.store.pushNanos.Load()).Seconds()
+	res.ComputeSeconds = max(0, res.TrainSeconds-res.WaitSeconds-res.PullSeconds)
+	res.DataSeconds = dataDur.Seconds()
+	res.EvalSeconds = evalDur.Seconds()
+	res.ExamplesPerSec = float64(res.Examples) / busy.Seconds()
+	return res, nil
+}
+
+// evaluate runs the model over the whole test set in batches of
+// --eval-batch and returns accuracy and mean loss.
+func (w *worker) evaluate(ctx context.Context, step int64) (acc, loss float64, err error) {
+	p0 := w.store.pullNanos.Load()
+	defer func() { w.evalPull += w.store.pullNanos.Load() - p0 }()
+	var (
+		x       []float32
+		y       []int32
+		correct float64
+		lossSum float64
+	)
+	n := w.test.N()
+	idx := make([]int, 0, w.cfg.EvalBatch)
+	for lo := 0; lo < n; lo += w.cfg.EvalBatch {
+		idx = idx[:0]
+		for i := lo; i < min(n, lo+w.cfg.EvalBatch); i++ {
+			idx = append(idx, i)
+		}
+		x, y = w.test.Gather(idx, x, y)
+		a, l, err := w.runner.eval(ctx, step, x, y)
+		if err != nil {
+			return 0, 0, err
+		}
+		correct += float64(a) * float64(len(idx))
+		lossSum += float64(l) * float64(len(idx))
+	}
+	return correct / float64(n), lossSum / float64(n), nil
+}
+
+// wait blocks until this worker may start step: in sync mode until every
+// worker's gradients of the previous step are applied, in SSP mode while
+// it is more than the staleness bound ahead of the slowest worker. It pulls
+// the smallest variable, so the step's own pulls then find their versions
+// ready and the time spent waiting for other workers is measured apart.
+func (s *psStore) wait(ctx context.Context, step int64) error {
+	if s.cons.Mode == ps.Async || step == 0 || s.waitVar == "" {
+		return nil
+	}
+	op := ps.PullOp{Var: s.waitVar, Dst: s.waitBuf}
+	var opt ps.PullOptions
+	if s.cons.Mode == ps.Sync {
+		op.MinVersion = step
+	} else {
+		opt.Clock = step
+	}
+	if _, err := s.client.PullMany(ctx, []ps.PullOp{op}, opt); err != nil {
+		return fmt.Errorf("waiting for step %d (%s mode): %w", step, s.cons.Mode, err)
+	}
+	return nil
+}
