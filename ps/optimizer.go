@@ -68,6 +68,12 @@ type kernel interface {
 type optimizer struct {
 	k    kernel
 	size int
+
+	// sparse scratch, reused across calls
+	mark, dupMark []uint64 // bitsets over rows, zero between calls
+	dups          []int64
+	pos           map[int64]int
+	sum           []float32
 }
 
 func (o *optimizer) ApplyDense(param, grad []float32) error {
@@ -95,13 +101,78 @@ func (o *optimizer) ApplySparse(param []float32, rowSize int, rows []int64, grad
 			return Errorf(ErrInvalidArgument, "sparse apply: row %d out of range [0, %d)", r, nrows)
 		}
 	}
-	rows, grad = SumDuplicateRows(rows, grad, rowSize)
 	o.k.begin()
+	if len(rows) < 2 {
+		o.applyRows(param, rowSize, rows, grad)
+		return nil
+	}
+	// Find the ids that occur more than once with two bitsets over the
+	// partition's rows (all zero between calls): one pass, no allocation.
+	words := int(nrows+63) / 64
+	if len(o.mark) < words {
+		o.mark = make([]uint64, words)
+		o.dupMark = make([]uint64, words)
+	}
+	mark, dupMark := o.mark, o.dupMark
+	dups := o.dups[:0]
+	for _, r := range rows {
+		w, bit := r>>6, uint64(1)<<(r&63)
+		if mark[w]&bit == 0 {
+			mark[w] |= bit
+		} else if dupMark[w]&bit == 0 {
+			dupMark[w] |= bit
+			dups = append(dups, r)
+		}
+	}
+	for _, r := range rows {
+		mark[r>>6] = 0
+	}
+	o.dups = dups
+	if len(dups) == 0 {
+		o.applyRows(param, rowSize, rows, grad)
+		return nil
+	}
+	// Rows seen once are applied straight from grad; duplicated ones are
+	// summed into a scratch buffer first and applied once each.
+	if o.pos == nil {
+		o.pos = map[int64]int{}
+	}
+	clear(o.pos)
+	for j, r := range dups {
+		o.pos[r] = j
+	}
+	if cap(o.sum) < len(dups)*rowSize {
+		o.sum = make([]float32, len(dups)*rowSize)
+	}
+	sum := o.sum[:len(dups)*rowSize]
+	clear(sum)
+	for i, r := range rows {
+		g := grad[i*rowSize : (i+1)*rowSize]
+		if dupMark[r>>6]&(uint64(1)<<(r&63)) == 0 {
+			off := int(r) * rowSize
+			o.k.update(param[off:off+rowSize], g, off)
+			continue
+		}
+		j := o.pos[r]
+		dst := sum[j*rowSize : (j+1)*rowSize]
+		dst = dst[:len(g)]
+		for k, x := range g {
+			dst[k] += x
+		}
+	}
+	o.applyRows(param, rowSize, dups, sum)
+	for _, r := range dups {
+		dupMark[r>>6] = 0
+	}
+	return nil
+}
+
+// applyRows applies grad (len(rows)×rowSize values) to distinct rows.
+func (o *optimizer) applyRows(param []float32, rowSize int, rows []int64, grad []float32) {
 	for i, r := range rows {
 		off := int(r) * rowSize
 		o.k.update(param[off:off+rowSize], grad[i*rowSize:(i+1)*rowSize], off)
 	}
-	return nil
 }
 
 // SumDuplicateRows returns rows with each id once, in order of first
@@ -125,12 +196,18 @@ func SumDuplicateRows(rows []int64, grad []float32, rowSize int) ([]int64, []flo
 	if !dup {
 		return rows, grad
 	}
-	clear(first)
-	outRows := make([]int64, 0, len(rows))
-	outGrad := make([]float32, 0, len(grad))
+	return mergeRows(rows, grad, rowSize, first, nil, nil)
+}
+
+// mergeRows sums the gradients of duplicate row ids into outRows and
+// outGrad (reused when their capacity allows), with pos as scratch.
+func mergeRows(rows []int64, grad []float32, rowSize int, pos map[int64]int, outRows []int64, outGrad []float32) ([]int64, []float32) {
+	clear(pos)
+	outRows = outRows[:0]
+	outGrad = outGrad[:0]
 	for i, r := range rows {
 		src := grad[i*rowSize : (i+1)*rowSize]
-		if j, ok := first[r]; ok {
+		if j, ok := pos[r]; ok {
 			dst := outGrad[j*rowSize : (j+1)*rowSize]
 			dst = dst[:len(src)]
 			for k, x := range src {
@@ -138,7 +215,7 @@ func SumDuplicateRows(rows []int64, grad []float32, rowSize int) ([]int64, []flo
 			}
 			continue
 		}
-		first[r] = len(outRows)
+		pos[r] = len(outRows)
 		outRows = append(outRows, r)
 		outGrad = append(outGrad, src...)
 	}

@@ -224,3 +224,48 @@ func TestSumDuplicateRows(t *testing.T) {
 		t.Errorf("no duplicates: got %v %v", r, g)
 	}
 }
+
+// Sparse applies with duplicate ids equal applies of the pre-summed rows,
+// for every optimizer, over several calls (the scratch bitsets must be
+// clean between calls).
+func TestSparseDuplicatesMatchPresummed(t *testing.T) {
+	const rowSize, nrows = 3, 50
+	for _, kind := range []OptimizerKind{OptSGD, OptMomentum, OptAdagrad, OptAdam, OptFTRL} {
+		spec := OptimizerSpec{Kind: kind, LR: 0.05, L1: 0.01, L2: 0.01}
+		a, err := NewOptimizer(spec, nrows*rowSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := NewOptimizer(spec, nrows*rowSize)
+		pa := make([]float32, nrows*rowSize)
+		for i := range pa {
+			pa[i] = float32(i%7) * 0.1
+		}
+		pb := slices.Clone(pa)
+		for call := 0; call < 5; call++ {
+			var rows []int64
+			var grad []float32
+			for i := 0; i < 40; i++ {
+				rows = append(rows, int64(mix64(uint64(call*100+i))%20)*2+int64(call%2))
+				for k := 0; k < rowSize; k++ {
+					grad = append(grad, float32(int(mix64(uint64(i*rowSize+k))%9)-4)*0.25)
+				}
+			}
+			if err := a.ApplySparse(pa, rowSize, rows, grad); err != nil {
+				t.Fatal(err)
+			}
+			r2, g2 := SumDuplicateRows(rows, grad, rowSize)
+			if len(r2) == len(rows) {
+				t.Fatal("test rows have no duplicates")
+			}
+			if err := b.ApplySparse(pb, rowSize, r2, g2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range pa {
+			if math.Abs(float64(pa[i]-pb[i])) > 1e-6 {
+				t.Fatalf("%s: value %d: %v with duplicates, %v pre-summed", kind, i, pa[i], pb[i])
+			}
+		}
+	}
+}
