@@ -1,0 +1,515 @@
+//go:build rdma && cgo && linux
+
+package rdma
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+)
+
+const (
+	clientRecvs = 8
+	clientSends = 8
+	maxHints    = 4096
+)
+
+// Dialer connects to rdma Servers. Each Dial opens its own endpoint,
+// completion queue and progress goroutine.
+type Dialer struct {
+	cfg DialerConfig
+}
+
+// NewDialer returns a ps.Dialer over libfabric. cfg is checked on Dial.
+func NewDialer(cfg DialerConfig) ps.Dialer { return &Dialer{cfg: cfg} }
+
+// conn is one connection to a server: a ps.Service.
+type conn struct {
+	cfg  DialerConfig
+	log  *slog.Logger
+	addr string
+	fab  *fabric
+
+	area *region
+	ctrl *region // clientRecvs receive buffers, then clientSends send buffers
+	free chan int
+
+	server uint64
+	idx    uint32
+	nonce  uint64
+	size   int
+	rbase  uint64
+	rkey   uint64
+	ext    *extents
+
+	seq       atomic.Uint64
+	lastHeard atomic.Int64
+	welcome   chan welcome
+
+	mu      sync.Mutex
+	pending map[int]*call
+	hints   map[string]int
+
+	dead     chan struct{}
+	deadErr  error
+	deadOnce sync.Once
+
+	stop      chan struct{}
+	pingDone  chan struct{}
+	closeOnce sync.Once
+}
+
+// call is one request in flight, keyed by its first page.
+type call struct {
+	page, npages int
+	done         chan struct{}
+	arrived      bool
+	abandoned    bool
+}
+
+// Dial connects to a server address made by FormatAddr.
+func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
+	if err := d.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := d.cfg.withDefaults()
+	prov, name, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Provider != "" && cfg.Provider != prov {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: address %q is for provider %s, dialer is configured for %s", addr, prov, cfg.Provider)
+	}
+	node, service := cfg.Node, "0"
+	if prov == ProviderSHM {
+		node, service = uniqueSHMName("trainer"), ""
+	}
+	fab, err := openFabric(prov, node, service, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("rdma: dial %s: %w", addr, err)
+	}
+	c := &conn{
+		cfg:      cfg,
+		log:      cfg.Logger.With("transport", "rdma", "peer", addr),
+		addr:     addr,
+		fab:      fab,
+		free:     make(chan int, clientSends),
+		welcome:  make(chan welcome, 1),
+		pending:  make(map[int]*call),
+		hints:    make(map[string]int),
+		dead:     make(chan struct{}),
+		stop:     make(chan struct{}),
+		pingDone: make(chan struct{}),
+	}
+	var nb [8]byte
+	_, _ = rand.Read(nb[:])
+	c.nonce = binary.LittleEndian.Uint64(nb[:])
+	if err := c.handshake(ctx, name); err != nil {
+		fab.close()
+		return nil, fmt.Errorf("rdma: dial %s: %w", addr, err)
+	}
+	c.lastHeard.Store(time.Now().UnixNano())
+	go c.pinger()
+	return c, nil
+}
+
+func (c *conn) handshake(ctx context.Context, serverName []byte) error {
+	var err error
+	size := int(c.cfg.AreaBytes) / pageSize * pageSize
+	if c.area, err = c.fab.register(size, fiAccessSend|fiAccessWrite|fiAccessRead|fiAccessRWrite|fiAccessRRead); err != nil {
+		return err
+	}
+	if c.ctrl, err = c.fab.register((clientRecvs+clientSends)*ctrlSize, fiAccessSend|fiAccessRecv); err != nil {
+		return err
+	}
+	for i := 0; i < clientSends; i++ {
+		c.free <- clientRecvs + i
+	}
+	c.fab.onRemote = c.onRemote
+	c.fab.onError = func(err error) { c.fail(err) }
+	c.fab.start()
+	for i := 0; i < clientRecvs; i++ {
+		if err := c.postRecv(i); err != nil {
+			return err
+		}
+	}
+	if c.server, err = c.fab.insert(serverName); err != nil {
+		return err
+	}
+	myName, err := c.fab.name()
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+		defer cancel()
+	}
+	h := hello{nonce: c.nonce, areaBytes: uint64(size), areaBase: c.area.base, areaKey: c.area.key, name: myName}
+	retry := time.NewTicker(200 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		if err := c.sendCtrl(ctx, func(b []byte) int { return encodeHello(b, h) }); err != nil {
+			return fmt.Errorf("send hello: %w: %w", ps.ErrUnavailable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no welcome from the server: %w", ps.ErrUnavailable, ctx.Err())
+		case <-c.dead:
+			return c.deadErr
+		case w := <-c.welcome:
+			if w.code != ps.CodeOK {
+				return fmt.Errorf("server refused the connection: %w", ps.ErrorFromCode(w.code, w.msg))
+			}
+			if w.areaBytes < minAreaBytes || w.areaBytes > uint64(size) || w.areaBytes%pageSize != 0 {
+				return ps.Errorf(ps.ErrInvalidArgument, "rdma: server granted a staging area of %d bytes (asked %d)", w.areaBytes, size)
+			}
+			c.idx, c.size, c.rbase, c.rkey = w.client, int(w.areaBytes), w.areaBase, w.areaKey
+			c.ext = newExtents(c.size/pageSize, c.cfg.MaxInflight)
+			return nil
+		case <-retry.C:
+		}
+	}
+}
+
+func (c *conn) postRecv(i int) error {
+	return c.fab.recv(context.Background(), c.ctrl, i*ctrlSize, ctrlSize, func(comp completion) {
+		if comp.err != nil {
+			c.fail(comp.err)
+			return
+		}
+		m, err := decodeCtrl(c.ctrl.buf[i*ctrlSize : i*ctrlSize+int(min(comp.len, ctrlSize))])
+		if err == nil {
+			c.lastHeard.Store(time.Now().UnixNano())
+			if m.kind == ctrlWelcome && m.welcome.nonce == c.nonce {
+				select {
+				case c.welcome <- m.welcome:
+				default:
+				}
+			}
+		} else {
+			c.log.Warn("rdma: bad control message", "err", err)
+		}
+		if err := c.postRecv(i); err != nil && !errors.Is(err, errFabricClosed) {
+			c.fail(err)
+		}
+	})
+}
+
+// sendCtrl sends a control message from a free send buffer, waiting for
+// one if all are in flight.
+func (c *conn) sendCtrl(ctx context.Context, fill func([]byte) int) error {
+	var i int
+	select {
+	case i = <-c.free:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.dead:
+		return c.deadErr
+	}
+	n := fill(c.ctrl.buf[i*ctrlSize : (i+1)*ctrlSize])
+	err := c.fab.send(ctx, c.ctrl, i*ctrlSize, n, c.server, func(comp completion) {
+		c.free <- i
+		if comp.err != nil {
+			c.fail(comp.err)
+		}
+	})
+	if err != nil {
+		c.free <- i
+	}
+	return err
+}
+
+// fail marks the connection dead: every waiting call returns
+// ps.ErrUnavailable with the cause.
+func (c *conn) fail(cause error) {
+	c.deadOnce.Do(func() {
+		if errors.Is(cause, ps.ErrClosed) {
+			c.deadErr = cause
+		} else {
+			c.deadErr = fmt.Errorf("rdma: connection to %s lost: %w: %v", c.addr, ps.ErrUnavailable, cause)
+		}
+		c.log.Warn("rdma: connection lost", "err", cause)
+		close(c.dead)
+	})
+}
+
+func (c *conn) pinger() {
+	defer close(c.pingDone)
+	t := time.NewTicker(c.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.dead:
+			return
+		case <-t.C:
+		}
+		if quiet := time.Since(time.Unix(0, c.lastHeard.Load())); quiet > c.cfg.DeadAfter {
+			c.fail(fmt.Errorf("no word from the server for %v", quiet.Round(time.Millisecond)))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PingInterval)
+		_ = c.sendCtrl(ctx, func(b []byte) int { return encodeSmall(b, ctrlPing, c.idx, c.nonce, 0) })
+		cancel()
+	}
+}
+
+// onRemote runs on the progress goroutine: a response frame landed.
+func (c *conn) onRemote(imm uint32, _ uint64) {
+	c.lastHeard.Store(time.Now().UnixNano())
+	page := int(imm & (1<<pageBits - 1))
+	c.mu.Lock()
+	cl := c.pending[page]
+	if cl == nil {
+		c.mu.Unlock()
+		c.log.Warn("rdma: response for no pending request", "page", page)
+		return
+	}
+	delete(c.pending, page)
+	cl.arrived = true
+	abandoned := cl.abandoned
+	c.mu.Unlock()
+	if abandoned {
+		c.ext.release(cl.page, cl.npages)
+		return
+	}
+	close(cl.done)
+}
+
+// roundTrip sends one request frame and decodes its response. encode
+// writes exactly bodyLen bytes; room is the expected response frame size.
+func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen int, encode func([]byte), room int, hint string, decode func([]byte) error) error {
+	torn, grown := 0, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rdma: %s to %s: %w", what, c.addr, err)
+		}
+		select {
+		case <-c.dead:
+			return c.deadErr
+		default:
+		}
+		room = roundPage(max(room, frameLen(bodyLen)))
+		if room > c.size {
+			return ps.Errorf(ps.ErrTooLarge, "rdma: %s to %s: a %d-byte frame exceeds the %d-byte staging area", what, c.addr, room, c.size)
+		}
+		npages := room / pageSize
+		page, err := c.ext.alloc(ctx, npages)
+		if err != nil {
+			if errors.Is(err, ps.ErrTooLarge) {
+				return err
+			}
+			return fmt.Errorf("rdma: %s to %s: waiting for staging space: %w", what, c.addr, err)
+		}
+		off := page * pageSize
+		buf := c.area.buf[off : off+room]
+		encode(buf[headerSize : headerSize+bodyLen])
+		seq := c.seq.Add(1)
+		var timeout int64
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = max(int64(time.Until(dl)), 1)
+		}
+		n := putFrame(buf, frameHeader{seq: seq, kind: kind, body: bodyLen, room: room, timeout: timeout})
+		cl := &call{page: page, npages: npages, done: make(chan struct{})}
+		c.mu.Lock()
+		c.pending[page] = cl
+		c.mu.Unlock()
+		imm := c.idx<<pageBits | uint32(page)
+		err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, func(comp completion) {
+			if comp.err != nil {
+				c.fail(fmt.Errorf("%s write: %w", what, comp.err))
+			}
+		})
+		if err != nil {
+			c.mu.Lock()
+			delete(c.pending, page)
+			c.mu.Unlock()
+			c.ext.release(page, npages)
+			if ctx.Err() != nil {
+				return fmt.Errorf("rdma: %s to %s: %w", what, c.addr, ctx.Err())
+			}
+			c.fail(err)
+			return c.deadErr
+		}
+		select {
+		case <-cl.done:
+		case <-c.dead:
+			return c.deadErr
+		case <-ctx.Done():
+			c.mu.Lock()
+			arrived := cl.arrived
+			cl.abandoned = true
+			c.mu.Unlock()
+			if arrived {
+				c.ext.release(page, npages)
+			} else {
+				// The server may still write into these pages: they stay
+				// reserved until its response lands. Ask it to stop.
+				cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = c.sendCtrl(cctx, func(b []byte) int { return encodeSmall(b, ctrlCancel, c.idx, c.nonce, uint64(page)) })
+				cancel()
+			}
+			return fmt.Errorf("rdma: %s to %s: %w", what, c.addr, ctx.Err())
+		}
+		h, ferr := readFrame(buf, room)
+		if ferr == nil && h.seq != seq {
+			ferr = fmt.Errorf("%w: response version %d, want %d", ErrTorn, h.seq, seq)
+		}
+		if ferr == nil && h.kind == respTorn {
+			ferr = fmt.Errorf("%w: the server saw the request torn", ErrTorn)
+		}
+		if ferr != nil {
+			c.ext.release(page, npages)
+			if !errors.Is(ferr, ErrTorn) || torn >= c.cfg.Retries {
+				return fmt.Errorf("rdma: %s to %s: %w: %v", what, c.addr, ps.ErrUnavailable, ferr)
+			}
+			torn++
+			c.log.Debug("rdma: torn frame, sending again", "op", what, "err", ferr)
+			continue
+		}
+		body := buf[headerSize : headerSize+h.body]
+		switch h.kind {
+		case respOK:
+			err = decode(body)
+			c.ext.release(page, npages)
+			if err != nil {
+				return fmt.Errorf("rdma: %s from %s: %w", what, c.addr, err)
+			}
+			return nil
+		case respErr:
+			err = decodeErr(body)
+			c.ext.release(page, npages)
+			return err
+		case respNeed:
+			r := reader{b: body}
+			need := int(r.u64())
+			c.ext.release(page, npages)
+			if r.done() != nil || need <= room || grown >= 2 {
+				return fmt.Errorf("rdma: %s to %s: %w: bad response-size answer", what, c.addr, ps.ErrUnavailable)
+			}
+			if need > c.size {
+				return ps.Errorf(ps.ErrTooLarge, "rdma: %s from %s: the %d-byte response exceeds the %d-byte staging area", what, c.addr, need, c.size)
+			}
+			grown++
+			room = need
+			if hint != "" {
+				c.mu.Lock()
+				if len(c.hints) >= maxHints {
+					clear(c.hints)
+				}
+				c.hints[hint] = need
+				c.mu.Unlock()
+			}
+			continue
+		default:
+			c.ext.release(page, npages)
+			return fmt.Errorf("rdma: %s to %s: %w: unknown response kind %#x", what, c.addr, ps.ErrUnavailable, h.kind)
+		}
+	}
+}
+
+// Create implements ps.Service.
+func (c *conn) Create(ctx context.Context, req *ps.CreateRequest) (*ps.CreateResponse, error) {
+	body, err := createBody(req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &ps.CreateResponse{}
+	err = c.roundTrip(ctx, "create "+req.Spec.Name, frameCreate, len(body), func(b []byte) { copy(b, body) },
+		frameLen(versionsSize(make([]int64, len(req.Parts)))+maxErrMsg), "", func(b []byte) (err error) {
+			resp.Versions, err = decodeVersions(b)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// pullHint names a pull's shape, so the response size learnt once is
+// reserved up front next time.
+func pullHint(req *ps.PullRequest) string {
+	var b strings.Builder
+	for _, p := range req.Parts {
+		b.WriteString(p.Key.Var)
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(p.Key.Index))
+		b.WriteByte(':')
+		if p.Rows != nil {
+			b.WriteString(strconv.Itoa(len(p.Rows)))
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+// Pull implements ps.Service.
+func (c *conn) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse, error) {
+	hint := pullHint(req)
+	c.mu.Lock()
+	room := c.hints[hint]
+	c.mu.Unlock()
+	if room == 0 {
+		room = 64 << 10
+	}
+	var resp *ps.PullResponse
+	err := c.roundTrip(ctx, "pull", framePull, pullSize(req), func(b []byte) { encodePull(b, req) },
+		room, hint, func(b []byte) (err error) {
+			resp, err = decodePullResp(b)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Push implements ps.Service.
+func (c *conn) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushResponse, error) {
+	resp := &ps.PushResponse{}
+	err := c.roundTrip(ctx, "push", framePush, pushSize(req), func(b []byte) { encodePush(b, req) },
+		frameLen(versionsSize(make([]int64, len(req.Parts)))+maxErrMsg), "", func(b []byte) (err error) {
+			resp.Versions, err = decodeVersions(b)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Close says goodbye to the server and releases the endpoint. Calls in
+// flight fail with ps.ErrClosed.
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.pingDone
+		select {
+		case <-c.dead:
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			if c.sendCtrl(ctx, func(b []byte) int { return encodeSmall(b, ctrlBye, c.idx, c.nonce, 0) }) == nil {
+				// Wait for the bye to leave before the endpoint closes.
+				for len(c.free) < clientSends && ctx.Err() == nil {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			cancel()
+		}
+		c.fail(fmt.Errorf("rdma: connection to %s: %w", c.addr, ps.ErrClosed))
+		c.fab.close()
+	})
+	return nil
+}

@@ -1,0 +1,246 @@
+//go:build rdma && cgo && linux
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_rma.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_eq.h>
+#include "fabric.h"
+
+struct fps_ep {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	struct fi_context2 *ctxs;
+	size_t nctx;
+	int cq_wait;
+};
+
+static void *ctxptr(fps_ep *ep, int64_t ctx) {
+	if (ctx < 0 || (size_t)ctx >= ep->nctx) return NULL;
+	return &ep->ctxs[ctx];
+}
+
+static int64_t ctxidx(fps_ep *ep, void *p) {
+	char *b = (char *)ep->ctxs, *c = (char *)p;
+	if (p == NULL || c < b || c >= b + ep->nctx * sizeof(struct fi_context2)) return -1;
+	return (int64_t)((c - b) / sizeof(struct fi_context2));
+}
+
+static void copyname(char *dst, const char *src) {
+	if (!src) { dst[0] = 0; return; }
+	snprintf(dst, 64, "%s", src);
+}
+
+int fps_open(const char *prov, const char *node, const char *service,
+	     size_t nctx, fps_ep **out, fps_info *oinfo, char *where, size_t wherelen) {
+	struct fi_info *hints = fi_allocinfo();
+	fps_ep *ep = calloc(1, sizeof(*ep));
+	int ret;
+	uint64_t flags = 0;
+	struct fi_cq_attr cq_attr;
+	struct fi_av_attr av_attr;
+
+	if (!hints || !ep) { snprintf(where, wherelen, "fi_allocinfo"); ret = -FI_ENOMEM; goto fail; }
+	ep->nctx = nctx;
+	ep->ctxs = calloc(nctx ? nctx : 1, sizeof(struct fi_context2));
+	if (!ep->ctxs) { snprintf(where, wherelen, "calloc contexts"); ret = -FI_ENOMEM; goto fail; }
+
+	hints->caps = FI_MSG | FI_RMA | FI_SEND | FI_RECV | FI_READ | FI_WRITE |
+		      FI_REMOTE_READ | FI_REMOTE_WRITE;
+	hints->mode = FI_CONTEXT | FI_CONTEXT2;
+	hints->ep_attr->type = FI_EP_RDM;
+	hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
+				      FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+	hints->domain_attr->threading = FI_THREAD_SAFE;
+	hints->fabric_attr->prov_name = strdup(prov);
+	if (node && node[0]) flags |= FI_SOURCE;
+	else node = NULL;
+	if (service && !service[0]) service = NULL;
+
+	ret = fi_getinfo(FI_VERSION(1, 17), node, service, flags, hints, &ep->info);
+	if (ret) { snprintf(where, wherelen, "fi_getinfo(provider %s)", prov); goto fail; }
+	ret = fi_fabric(ep->info->fabric_attr, &ep->fabric, NULL);
+	if (ret) { snprintf(where, wherelen, "fi_fabric"); goto fail; }
+	ret = fi_domain(ep->fabric, ep->info, &ep->domain, NULL);
+	if (ret) { snprintf(where, wherelen, "fi_domain"); goto fail; }
+
+	memset(&cq_attr, 0, sizeof(cq_attr));
+	cq_attr.format = FI_CQ_FORMAT_DATA;
+	cq_attr.wait_obj = FI_WAIT_UNSPEC;
+	cq_attr.size = 0;
+	ret = fi_cq_open(ep->domain, &cq_attr, &ep->cq, NULL);
+	if (ret == 0) {
+		ep->cq_wait = 1;
+	} else {
+		cq_attr.wait_obj = FI_WAIT_NONE;
+		ret = fi_cq_open(ep->domain, &cq_attr, &ep->cq, NULL);
+		if (ret) { snprintf(where, wherelen, "fi_cq_open"); goto fail; }
+	}
+
+	memset(&av_attr, 0, sizeof(av_attr));
+	av_attr.type = FI_AV_TABLE;
+	ret = fi_av_open(ep->domain, &av_attr, &ep->av, NULL);
+	if (ret) {
+		av_attr.type = FI_AV_UNSPEC;
+		ret = fi_av_open(ep->domain, &av_attr, &ep->av, NULL);
+		if (ret) { snprintf(where, wherelen, "fi_av_open"); goto fail; }
+	}
+
+	ret = fi_endpoint(ep->domain, ep->info, &ep->ep, NULL);
+	if (ret) { snprintf(where, wherelen, "fi_endpoint"); goto fail; }
+	ret = fi_ep_bind(ep->ep, &ep->av->fid, 0);
+	if (ret) { snprintf(where, wherelen, "fi_ep_bind(av)"); goto fail; }
+	ret = fi_ep_bind(ep->ep, &ep->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (ret) { snprintf(where, wherelen, "fi_ep_bind(cq)"); goto fail; }
+	ret = fi_enable(ep->ep);
+	if (ret) { snprintf(where, wherelen, "fi_enable"); goto fail; }
+
+	memset(oinfo, 0, sizeof(*oinfo));
+	oinfo->mr_mode = ep->info->domain_attr->mr_mode;
+	oinfo->caps = ep->info->caps;
+	oinfo->mode = ep->info->mode;
+	oinfo->cq_data_size = ep->info->domain_attr->cq_data_size;
+	oinfo->max_msg_size = ep->info->ep_attr->max_msg_size;
+	oinfo->inject_size = ep->info->tx_attr->inject_size;
+	oinfo->cq_wait = ep->cq_wait;
+	copyname(oinfo->prov_name, ep->info->fabric_attr->prov_name);
+	copyname(oinfo->fabric_name, ep->info->fabric_attr->name);
+	copyname(oinfo->domain_name, ep->info->domain_attr->name);
+	fi_freeinfo(hints);
+	*out = ep;
+	return 0;
+fail:
+	if (hints) fi_freeinfo(hints);
+	if (ep) { fps_shutdown(ep); fps_close(ep); }
+	return ret;
+}
+
+void fps_shutdown(fps_ep *ep) {
+	if (ep->ep) { fi_close(&ep->ep->fid); ep->ep = NULL; }
+}
+
+void fps_close(fps_ep *ep) {
+	if (ep->ep) fi_close(&ep->ep->fid);
+	if (ep->cq) fi_close(&ep->cq->fid);
+	if (ep->av) fi_close(&ep->av->fid);
+	if (ep->domain) fi_close(&ep->domain->fid);
+	if (ep->fabric) fi_close(&ep->fabric->fid);
+	if (ep->info) fi_freeinfo(ep->info);
+	free(ep->ctxs);
+	free(ep);
+}
+
+int fps_getname(fps_ep *ep, void *buf, size_t *len) {
+	return fi_getname(&ep->ep->fid, buf, len);
+}
+
+int fps_av_insert(fps_ep *ep, const void *addr, uint64_t *fi_addr) {
+	fi_addr_t a = FI_ADDR_NOTAVAIL;
+	int ret = fi_av_insert(ep->av, addr, 1, &a, 0, NULL);
+	*fi_addr = a;
+	return ret;
+}
+
+int fps_av_remove(fps_ep *ep, uint64_t fi_addr) {
+	fi_addr_t a = fi_addr;
+	return fi_av_remove(ep->av, &a, 1, 0);
+}
+
+int fps_mr_reg(fps_ep *ep, void *buf, size_t len, uint64_t access,
+	       uint64_t requested_key, void **mrp, uint64_t *key, void **desc) {
+	struct fid_mr *mr = NULL;
+	int ret = fi_mr_reg(ep->domain, buf, len, access, 0, requested_key, 0, &mr, NULL);
+	if (ret) return ret;
+	if (ep->info->domain_attr->mr_mode & FI_MR_ENDPOINT) {
+		ret = fi_mr_bind(mr, &ep->ep->fid, 0);
+		if (!ret) ret = fi_mr_enable(mr);
+		if (ret) { fi_close(&mr->fid); return ret; }
+	}
+	*mrp = mr;
+	*key = fi_mr_key(mr);
+	*desc = fi_mr_desc(mr);
+	return 0;
+}
+
+int fps_mr_close(void *mr) {
+	return fi_close(&((struct fid_mr *)mr)->fid);
+}
+
+int fps_send(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t dest, int64_t ctx) {
+	return (int)fi_send(ep->ep, buf, len, desc, dest, ctxptr(ep, ctx));
+}
+
+int fps_recv(fps_ep *ep, void *buf, size_t len, void *desc, int64_t ctx) {
+	return (int)fi_recv(ep->ep, buf, len, desc, FI_ADDR_UNSPEC, ctxptr(ep, ctx));
+}
+
+int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
+		  uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx) {
+	return (int)fi_writedata(ep->ep, buf, len, desc, imm, dest, raddr, rkey, ctxptr(ep, ctx));
+}
+
+int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,
+	     uint64_t src, uint64_t raddr, uint64_t rkey, int64_t ctx) {
+	return (int)fi_read(ep->ep, buf, len, desc, src, raddr, rkey, ctxptr(ep, ctx));
+}
+
+int fps_poll(fps_ep *ep, fps_comp *out, int max, int timeout_ms) {
+	struct fi_cq_data_entry e[16];
+	ssize_t n;
+	int i;
+	if (max > 16) max = 16;
+	if (ep->cq_wait && timeout_ms > 0)
+		n = fi_cq_sread(ep->cq, e, max, NULL, timeout_ms);
+	else
+		n = fi_cq_read(ep->cq, e, max);
+	if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR) return 0;
+	if (n == -FI_EAVAIL) {
+		struct fi_cq_err_entry err;
+		memset(&err, 0, sizeof(err));
+		n = fi_cq_readerr(ep->cq, &err, 0);
+		if (n == -FI_EAGAIN) return 0;
+		if (n < 0) return (int)n;
+		memset(&out[0], 0, sizeof(out[0]));
+		out[0].ctx = ctxidx(ep, err.op_context);
+		out[0].flags = err.flags;
+		out[0].len = err.len;
+		out[0].data = err.data;
+		out[0].err = err.err ? err.err : FI_EOTHER;
+		out[0].prov_errno = err.prov_errno;
+		return 1;
+	}
+	if (n < 0) return (int)n;
+	for (i = 0; i < n; i++) {
+		out[i].ctx = (e[i].flags & FI_REMOTE_CQ_DATA) && !(e[i].flags & FI_RECV)
+				     ? -1 : ctxidx(ep, e[i].op_context);
+		out[i].flags = e[i].flags;
+		out[i].len = e[i].len;
+		out[i].data = e[i].data;
+		out[i].err = 0;
+		out[i].prov_errno = 0;
+	}
+	return (int)n;
+}
+
+int fps_signal(fps_ep *ep) {
+	if (!ep->cq_wait) return 0;
+	return fi_cq_signal(ep->cq);
+}
+
+const char *fps_strerror(int err) {
+	if (err < 0) err = -err;
+	return fi_strerror(err);
+}
+
+uint32_t fps_version(void) {
+	return fi_version();
+}

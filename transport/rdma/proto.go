@@ -1,0 +1,569 @@
+package rdma
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/flowps/flowps/ps"
+)
+
+// Wire layout. Everything is little-endian; float32 tensors are copied as
+// raw bytes (the package refuses big-endian hosts in init).
+//
+// A data frame lives in a staging area at a page-aligned offset:
+//
+//	[0:8)    seq    front version word: the request's sequence number
+//	[8:12)   kind   frameCreate, framePull, framePush, or a response kind
+//	[12:16)  flags  0
+//	[16:24)  body   length of the body in bytes
+//	[24:32)  room   bytes reserved at this offset for the frame and its reply
+//	[32:40)  timeout nanoseconds the server may spend (0: none)
+//	[40:40+body) body
+//	then padding to 8 bytes and the back version word, equal to seq.
+//
+// The writer fills the frame back to front (back word first, front word
+// last); a reader that sees front == back == the expected seq knows no
+// write overlapped its copy. A mismatch is ErrTorn and the request is sent
+// again (pushes keep their (ClientID, Seq), so the server applies them once).
+const (
+	pageSize     = 4096
+	pageBits     = 20 // low bits of a client→server immediate: page index
+	clientBits   = 12 // high bits: the client index the server assigned
+	maxClients   = 1<<clientBits - 1
+	maxAreaBytes = int64(pageSize) << pageBits // 4 GiB
+	minAreaBytes = 16 * pageSize
+	headerSize   = 40
+	trailerSize  = 8
+	maxNameLen   = 256
+	ctrlSize     = 512        // one control message buffer
+	magic        = 0x31535046 // "FPS1"
+)
+
+// Frame kinds.
+const (
+	frameCreate uint32 = 1
+	framePull   uint32 = 2
+	framePush   uint32 = 3
+	respOK      uint32 = 0x81 // body: the method's response
+	respErr     uint32 = 0x82 // body: code string, message string
+	respNeed    uint32 = 0x83 // body: u64 room the response needs
+	respTorn    uint32 = 0x84 // the request arrived torn; send it again
+)
+
+// Control message kinds (sent with fi_send into posted receive buffers).
+const (
+	ctrlHello   uint8 = 1
+	ctrlWelcome uint8 = 2
+	ctrlPing    uint8 = 3
+	ctrlPong    uint8 = 4
+	ctrlBye     uint8 = 5
+	ctrlCancel  uint8 = 6
+)
+
+func init() {
+	var x uint16 = 1
+	if *(*byte)(unsafe.Pointer(&x)) != 1 {
+		panic("rdma: big-endian hosts are not supported") // a build property, never peer input
+	}
+}
+
+// frameLen is the size of a frame with a body of n bytes.
+func frameLen(n int) int { return headerSize + align8(n) + trailerSize }
+
+func align8(n int) int    { return (n + 7) &^ 7 }
+func pages(n int) int     { return (n + pageSize - 1) / pageSize }
+func roundPage(n int) int { return pages(n) * pageSize }
+
+// frameHeader is a decoded frame header.
+type frameHeader struct {
+	seq     uint64
+	kind    uint32
+	body    int
+	room    int
+	timeout int64
+}
+
+// putFrame writes header and back word around a body already at
+// buf[headerSize:headerSize+body]. The back word goes first, the front
+// word last.
+func putFrame(buf []byte, h frameHeader) int {
+	n := frameLen(h.body)
+	binary.LittleEndian.PutUint64(buf[n-trailerSize:], h.seq)
+	for i := headerSize + h.body; i < n-trailerSize; i++ {
+		buf[i] = 0
+	}
+	binary.LittleEndian.PutUint32(buf[8:], h.kind)
+	binary.LittleEndian.PutUint32(buf[12:], 0)
+	binary.LittleEndian.PutUint64(buf[16:], uint64(h.body))
+	binary.LittleEndian.PutUint64(buf[24:], uint64(h.room))
+	binary.LittleEndian.PutUint64(buf[32:], uint64(h.timeout))
+	binary.LittleEndian.PutUint64(buf[0:], h.seq)
+	return n
+}
+
+// readFrame checks a frame at the start of buf (at most limit bytes may
+// belong to it) and returns its header. It never reads past buf.
+func readFrame(buf []byte, limit int) (frameHeader, error) {
+	var h frameHeader
+	if limit > len(buf) {
+		limit = len(buf)
+	}
+	if limit < headerSize+trailerSize {
+		return h, ps.Errorf(ps.ErrInvalidArgument, "rdma: frame space %d bytes is below the minimum", limit)
+	}
+	h.seq = binary.LittleEndian.Uint64(buf[0:])
+	h.kind = binary.LittleEndian.Uint32(buf[8:])
+	body := binary.LittleEndian.Uint64(buf[16:])
+	room := binary.LittleEndian.Uint64(buf[24:])
+	h.timeout = int64(binary.LittleEndian.Uint64(buf[32:]))
+	if body > uint64(limit) || frameLen(int(body)) > limit {
+		return h, fmt.Errorf("%w: body of %d bytes overruns the %d bytes available", ErrTorn, body, limit)
+	}
+	h.body = int(body)
+	if room > uint64(limit) {
+		room = uint64(limit)
+	}
+	h.room = int(room)
+	back := binary.LittleEndian.Uint64(buf[frameLen(h.body)-trailerSize:])
+	if back != h.seq {
+		return h, fmt.Errorf("%w: front version %d, back version %d", ErrTorn, h.seq, back)
+	}
+	return h, nil
+}
+
+// writer appends little-endian values to a byte slice of known capacity.
+type writer struct {
+	b []byte
+	n int
+}
+
+func (w *writer) u32(v uint32) { binary.LittleEndian.PutUint32(w.b[w.n:], v); w.n += 4 }
+func (w *writer) u64(v uint64) { binary.LittleEndian.PutUint64(w.b[w.n:], v); w.n += 8 }
+func (w *writer) i64(v int64)  { w.u64(uint64(v)) }
+func (w *writer) str(s string) { w.u32(uint32(len(s))); w.n += copy(w.b[w.n:], s) }
+func (w *writer) rows(r []int64) {
+	if r == nil {
+		w.i64(-1)
+		return
+	}
+	w.i64(int64(len(r)))
+	for _, x := range r {
+		w.i64(x)
+	}
+}
+func (w *writer) floats(f []float32) {
+	w.u64(uint64(len(f)))
+	w.n += copy(w.b[w.n:], f32bytes(f))
+}
+
+func f32bytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
+}
+
+// reader decodes what writer wrote from bytes a peer sent: every length is
+// checked against what remains, so a corrupt body yields an error.
+type reader struct {
+	b   []byte
+	n   int
+	err error
+}
+
+func (r *reader) need(k int) bool {
+	if r.err != nil {
+		return false
+	}
+	if k < 0 || k > len(r.b)-r.n {
+		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: truncated body (need %d bytes at %d of %d)", k, r.n, len(r.b))
+		return false
+	}
+	return true
+}
+func (r *reader) u32() uint32 {
+	if !r.need(4) {
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.b[r.n:])
+	r.n += 4
+	return v
+}
+func (r *reader) u64() uint64 {
+	if !r.need(8) {
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b[r.n:])
+	r.n += 8
+	return v
+}
+func (r *reader) i64() int64 { return int64(r.u64()) }
+func (r *reader) str() string {
+	n := int(r.u32())
+	if !r.need(n) {
+		return ""
+	}
+	s := string(r.b[r.n : r.n+n])
+	r.n += n
+	return s
+}
+func (r *reader) count(elem int) int {
+	v := r.u64()
+	if r.err != nil {
+		return 0
+	}
+	if v > uint64(len(r.b)-r.n)/uint64(elem) {
+		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: count %d overruns the body", v)
+		return 0
+	}
+	return int(v)
+}
+func (r *reader) rows() []int64 {
+	v := r.i64()
+	if r.err != nil || v == -1 {
+		return nil
+	}
+	if v < 0 || v > int64(len(r.b)-r.n)/8 {
+		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: row count %d overruns the body", v)
+		return nil
+	}
+	out := make([]int64, v)
+	for i := range out {
+		out[i] = int64(binary.LittleEndian.Uint64(r.b[r.n:]))
+		r.n += 8
+	}
+	return out
+}
+func (r *reader) floats() []float32 {
+	n := r.count(4)
+	if r.err != nil {
+		return nil
+	}
+	out := make([]float32, n)
+	r.n += copy(f32bytes(out), r.b[r.n:r.n+4*n])
+	return out
+}
+func (r *reader) done() error {
+	if r.err == nil && r.n != len(r.b) {
+		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: %d trailing bytes in body", len(r.b)-r.n)
+	}
+	return r.err
+}
+
+func rowsSize(r []int64) int { return 8 + 8*len(r) }
+
+// Request bodies.
+
+func createBody(req *ps.CreateRequest) ([]byte, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: encode create: %v", err)
+	}
+	return b, nil
+}
+
+func decodeCreate(b []byte) (*ps.CreateRequest, error) {
+	var req ps.CreateRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: decode create: %v", err)
+	}
+	return &req, nil
+}
+
+func pullSize(req *ps.PullRequest) int {
+	n := 4 + len(req.ClientID) + 8 + 8 + 4
+	for _, p := range req.Parts {
+		n += 4 + len(p.Key.Var) + 8 + 8 + rowsSize(p.Rows)
+	}
+	return n
+}
+
+func encodePull(b []byte, req *ps.PullRequest) int {
+	w := writer{b: b}
+	w.str(req.ClientID)
+	w.i64(int64(req.Worker))
+	w.i64(req.Clock)
+	w.u32(uint32(len(req.Parts)))
+	for _, p := range req.Parts {
+		w.str(p.Key.Var)
+		w.i64(int64(p.Key.Index))
+		w.i64(p.MinVersion)
+		w.rows(p.Rows)
+	}
+	return w.n
+}
+
+func decodePull(b []byte) (*ps.PullRequest, error) {
+	r := reader{b: b}
+	req := &ps.PullRequest{ClientID: r.str(), Worker: int(r.i64()), Clock: r.i64()}
+	n := int(r.u32())
+	if n > len(b)/24 {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: pull of %d parts overruns the body", n)
+	}
+	req.Parts = make([]ps.PullPart, n)
+	for i := range req.Parts {
+		p := &req.Parts[i]
+		p.Key.Var = r.str()
+		p.Key.Index = int(r.i64())
+		p.MinVersion = r.i64()
+		p.Rows = r.rows()
+	}
+	return req, r.done()
+}
+
+func pushSize(req *ps.PushRequest) int {
+	n := 4 + len(req.ClientID) + 8 + 8 + 8 + 4
+	for _, p := range req.Parts {
+		n += 4 + len(p.Key.Var) + 8 + 8 + rowsSize(p.Rows) + 8 + 4*len(p.Grad)
+	}
+	return n
+}
+
+func encodePush(b []byte, req *ps.PushRequest) int {
+	w := writer{b: b}
+	w.str(req.ClientID)
+	w.u64(req.Seq)
+	w.i64(int64(req.Worker))
+	w.i64(req.Clock)
+	w.u32(uint32(len(req.Parts)))
+	for _, p := range req.Parts {
+		w.str(p.Key.Var)
+		w.i64(int64(p.Key.Index))
+		w.i64(p.Step)
+		w.rows(p.Rows)
+		w.floats(p.Grad)
+	}
+	return w.n
+}
+
+func decodePush(b []byte) (*ps.PushRequest, error) {
+	r := reader{b: b}
+	req := &ps.PushRequest{ClientID: r.str(), Seq: r.u64(), Worker: int(r.i64()), Clock: r.i64()}
+	n := int(r.u32())
+	if n > len(b)/36 {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: push of %d parts overruns the body", n)
+	}
+	req.Parts = make([]ps.PushPart, n)
+	for i := range req.Parts {
+		p := &req.Parts[i]
+		p.Key.Var = r.str()
+		p.Key.Index = int(r.i64())
+		p.Step = r.i64()
+		p.Rows = r.rows()
+		p.Grad = r.floats()
+	}
+	return req, r.done()
+}
+
+// Response bodies.
+
+func versionsSize(v []int64) int { return 4 + 8*len(v) }
+
+func encodeVersions(b []byte, v []int64) int {
+	w := writer{b: b}
+	w.u32(uint32(len(v)))
+	for _, x := range v {
+		w.i64(x)
+	}
+	return w.n
+}
+
+func decodeVersions(b []byte) ([]int64, error) {
+	r := reader{b: b}
+	n := int(r.u32())
+	if n > len(b)/8 {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: %d versions overrun the body", n)
+	}
+	v := make([]int64, n)
+	for i := range v {
+		v[i] = r.i64()
+	}
+	return v, r.done()
+}
+
+func pullRespSize(resp *ps.PullResponse) int {
+	n := 4
+	for _, p := range resp.Parts {
+		n += 4 + len(p.Key.Var) + 8 + 8 + 8 + 4*len(p.Values)
+	}
+	return n
+}
+
+func encodePullResp(b []byte, resp *ps.PullResponse) int {
+	w := writer{b: b}
+	w.u32(uint32(len(resp.Parts)))
+	for _, p := range resp.Parts {
+		w.str(p.Key.Var)
+		w.i64(int64(p.Key.Index))
+		w.i64(p.Version)
+		w.floats(p.Values)
+	}
+	return w.n
+}
+
+func decodePullResp(b []byte) (*ps.PullResponse, error) {
+	r := reader{b: b}
+	n := int(r.u32())
+	if n > len(b)/28 {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: %d parts overrun the body", n)
+	}
+	resp := &ps.PullResponse{Parts: make([]ps.PartValues, n)}
+	for i := range resp.Parts {
+		p := &resp.Parts[i]
+		p.Key.Var = r.str()
+		p.Key.Index = int(r.i64())
+		p.Version = r.i64()
+		p.Values = r.floats()
+	}
+	return resp, r.done()
+}
+
+const maxErrMsg = 1024
+
+func errSize(code ps.Code, msg string) int {
+	return 8 + len(code) + min(len(msg), maxErrMsg)
+}
+
+func encodeErr(b []byte, code ps.Code, msg string) int {
+	if len(msg) > maxErrMsg {
+		msg = msg[:maxErrMsg]
+	}
+	w := writer{b: b}
+	w.str(string(code))
+	w.str(msg)
+	return w.n
+}
+
+func decodeErr(b []byte) error {
+	r := reader{b: b}
+	code := ps.Code(r.str())
+	msg := r.str()
+	if err := r.done(); err != nil {
+		return err
+	}
+	if code == ps.CodeOK {
+		code = ps.CodeInternal
+	}
+	if err := ps.ErrorFromCode(code, msg); err != nil {
+		return err
+	}
+	return fmt.Errorf("rdma: remote error: %s", msg)
+}
+
+// Control messages: [magic u32][kind u8][pad 3][fields...], at most ctrlSize.
+
+// hello is a client's first message: who it is and where its area lives.
+type hello struct {
+	nonce     uint64
+	areaBytes uint64
+	areaBase  uint64
+	areaKey   uint64
+	name      []byte
+}
+
+// welcome answers a hello: the client's index and the server's mirror area.
+type welcome struct {
+	nonce     uint64
+	client    uint32
+	areaBytes uint64
+	areaBase  uint64
+	areaKey   uint64
+	code      ps.Code
+	msg       string
+}
+
+func ctrlHeader(b []byte, kind uint8) writer {
+	w := writer{b: b}
+	w.u32(magic)
+	w.u32(uint32(kind))
+	return w
+}
+
+func encodeHello(b []byte, h hello) int {
+	w := ctrlHeader(b, ctrlHello)
+	w.u64(h.nonce)
+	w.u64(h.areaBytes)
+	w.u64(h.areaBase)
+	w.u64(h.areaKey)
+	w.u32(uint32(len(h.name)))
+	w.n += copy(w.b[w.n:], h.name)
+	return w.n
+}
+
+func encodeWelcome(b []byte, m welcome) int {
+	w := ctrlHeader(b, ctrlWelcome)
+	w.u64(m.nonce)
+	w.u32(m.client)
+	w.u64(m.areaBytes)
+	w.u64(m.areaBase)
+	w.u64(m.areaKey)
+	if len(m.msg) > 256 {
+		m.msg = m.msg[:256]
+	}
+	w.str(string(m.code))
+	w.str(m.msg)
+	return w.n
+}
+
+// encodeSmall encodes ping, pong, bye and cancel: a client index and two
+// words (nonce; or page and seq for cancel).
+func encodeSmall(b []byte, kind uint8, client uint32, a, c uint64) int {
+	w := ctrlHeader(b, kind)
+	w.u32(client)
+	w.u64(a)
+	w.u64(c)
+	return w.n
+}
+
+// ctrlMsg is any decoded control message.
+type ctrlMsg struct {
+	kind    uint8
+	hello   hello
+	welcome welcome
+	client  uint32
+	a, c    uint64
+}
+
+func decodeCtrl(b []byte) (ctrlMsg, error) {
+	var m ctrlMsg
+	r := reader{b: b}
+	if r.u32() != magic {
+		return m, ps.Errorf(ps.ErrInvalidArgument, "rdma: control message without magic")
+	}
+	kind := r.u32()
+	if kind > math.MaxUint8 {
+		return m, ps.Errorf(ps.ErrInvalidArgument, "rdma: control kind %d", kind)
+	}
+	m.kind = uint8(kind)
+	switch m.kind {
+	case ctrlHello:
+		m.hello.nonce = r.u64()
+		m.hello.areaBytes = r.u64()
+		m.hello.areaBase = r.u64()
+		m.hello.areaKey = r.u64()
+		n := int(r.u32())
+		if n > maxNameLen || !r.need(n) {
+			return m, ps.Errorf(ps.ErrInvalidArgument, "rdma: hello with a bad name length %d", n)
+		}
+		m.hello.name = append([]byte(nil), r.b[r.n:r.n+n]...)
+		r.n += n
+	case ctrlWelcome:
+		m.welcome.nonce = r.u64()
+		m.welcome.client = r.u32()
+		m.welcome.areaBytes = r.u64()
+		m.welcome.areaBase = r.u64()
+		m.welcome.areaKey = r.u64()
+		m.welcome.code = ps.Code(r.str())
+		m.welcome.msg = r.str()
+	case ctrlPing, ctrlPong, ctrlBye, ctrlCancel:
+		m.client = r.u32()
+		m.a = r.u64()
+		m.c = r.u64()
+	default:
+		return m, ps.Errorf(ps.ErrInvalidArgument, "rdma: unknown control kind %d", kind)
+	}
+	return m, r.err
+}

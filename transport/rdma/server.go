@@ -1,0 +1,508 @@
+//go:build rdma && cgo && linux
+
+package rdma
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+)
+
+const (
+	serverRecvs = 64 // posted control receive buffers
+	serverSends = 64 // control send buffers
+)
+
+// Server serves a ps.Service on one fabric endpoint. Clients find it by the
+// address Addr returns (or by Endpoint, advertised through gossip).
+type Server struct {
+	cfg  ServerConfig
+	svc  ps.Service
+	log  *slog.Logger
+	fab  *fabric
+	name []byte
+
+	ctrlRecv *region
+	ctrlSend *region
+	sendFree chan int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // request handlers, accepts, the reaper
+
+	mu      sync.Mutex
+	clients map[uint32]*serverClient
+	byNonce map[uint64]*serverClient
+	closed  bool
+
+	// testHook, when set, runs after a request was served and its response
+	// written into the area, before it is sent (tests tear frames with it).
+	testHook func(buf []byte)
+}
+
+// serverClient is one connected client and its mirror staging area.
+type serverClient struct {
+	idx      uint32
+	nonce    uint64
+	addr     uint64
+	area     *region
+	size     int
+	rbase    uint64
+	rkey     uint64
+	lastSeen atomic.Int64
+	dead     atomic.Bool
+	inflight sync.WaitGroup
+
+	mu      sync.Mutex
+	cancels map[int]context.CancelFunc
+}
+
+// NewServer opens a fabric endpoint of cfg.Provider and serves svc on it
+// until Close. The Server does not close svc.
+func NewServer(svc ps.Service, cfg ServerConfig) (*Server, error) {
+	if svc == nil {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: nil service")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	node, service := cfg.Node, cfg.Service
+	if cfg.Provider == ProviderSHM {
+		node, service = uniqueSHMName("psd"), ""
+	}
+	fab, err := openFabric(cfg.Provider, node, service, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("rdma: server endpoint: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		svc:      svc,
+		log:      cfg.Logger.With("transport", "rdma", "provider", cfg.Provider),
+		fab:      fab,
+		sendFree: make(chan int, serverSends),
+		clients:  make(map[uint32]*serverClient),
+		byNonce:  make(map[uint64]*serverClient),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Server, error) {
+		s.cancel()
+		fab.close()
+		return nil, err
+	}
+	if s.name, err = fab.name(); err != nil {
+		return fail(err)
+	}
+	if s.ctrlRecv, err = fab.register(serverRecvs*ctrlSize, fiAccessRecv); err != nil {
+		return fail(err)
+	}
+	if s.ctrlSend, err = fab.register(serverSends*ctrlSize, fiAccessSend); err != nil {
+		return fail(err)
+	}
+	for i := 0; i < serverSends; i++ {
+		s.sendFree <- i
+	}
+	fab.onRemote = s.onRemote
+	fab.onError = func(err error) { s.log.Warn("rdma: fabric error", "err", err) }
+	fab.start()
+	for i := 0; i < serverRecvs; i++ {
+		if err := s.postRecv(i); err != nil {
+			return fail(err)
+		}
+	}
+	s.wg.Add(1)
+	go s.reaper()
+	s.log.Info("rdma: serving", "addr", s.Addr(), "mr_mode", fmt.Sprintf("%#x", fab.info.mrMode))
+	return s, nil
+}
+
+// Endpoint returns the fabric endpoint name and provider to advertise.
+func (s *Server) Endpoint() (name []byte, provider string) {
+	return append([]byte(nil), s.name...), s.cfg.Provider
+}
+
+// Addr returns the address a Dialer dials: FormatAddr(provider, name).
+func (s *Server) Addr() string { return FormatAddr(s.cfg.Provider, s.name) }
+
+// Clients reports how many clients are connected.
+func (s *Server) Clients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// Close stops serving, waits for running requests, drops every client and
+// releases the endpoint and its memory (and, for shm, its /dev/shm region).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.fab.close()
+	s.mu.Lock()
+	s.clients = map[uint32]*serverClient{}
+	s.byNonce = map[uint64]*serverClient{}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) postRecv(i int) error {
+	return s.fab.recv(s.ctx, s.ctrlRecv, i*ctrlSize, ctrlSize, func(c completion) {
+		if c.err != nil {
+			if !errors.Is(s.ctx.Err(), context.Canceled) {
+				s.log.Warn("rdma: control receive failed", "err", c.err)
+			}
+		} else {
+			msg := append([]byte(nil), s.ctrlRecv.buf[i*ctrlSize:i*ctrlSize+int(min(c.len, ctrlSize))]...)
+			s.onCtrl(msg)
+		}
+		if s.ctx.Err() == nil {
+			if err := s.postRecv(i); err != nil && s.ctx.Err() == nil {
+				s.log.Error("rdma: re-posting a control receive failed", "err", err)
+			}
+		}
+	})
+}
+
+// sendCtrl sends a control message from a free send buffer; it gives up
+// (the peer retries) when none is free.
+func (s *Server) sendCtrl(dest uint64, fill func([]byte) int) {
+	var i int
+	select {
+	case i = <-s.sendFree:
+	default:
+		s.log.Warn("rdma: no free control send buffer; dropping a control message")
+		return
+	}
+	buf := s.ctrlSend.buf[i*ctrlSize : (i+1)*ctrlSize]
+	n := fill(buf)
+	err := s.fab.send(s.ctx, s.ctrlSend, i*ctrlSize, n, dest, func(c completion) {
+		if c.err != nil {
+			s.log.Debug("rdma: control send failed", "err", c.err)
+		}
+		s.sendFree <- i
+	})
+	if err != nil {
+		s.sendFree <- i
+		s.log.Debug("rdma: control send failed", "err", err)
+	}
+}
+
+// onCtrl runs on the progress goroutine: it must not block.
+func (s *Server) onCtrl(b []byte) {
+	m, err := decodeCtrl(b)
+	if err != nil {
+		s.log.Warn("rdma: bad control message", "err", err)
+		return
+	}
+	switch m.kind {
+	case ctrlHello:
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.accept(m.hello)
+		}()
+	case ctrlPing:
+		if c := s.client(m.client); c != nil && c.nonce == m.a {
+			c.lastSeen.Store(time.Now().UnixNano())
+			s.sendCtrl(c.addr, func(b []byte) int { return encodeSmall(b, ctrlPong, c.idx, m.a, 0) })
+		}
+	case ctrlBye:
+		if c := s.client(m.client); c != nil && c.nonce == m.a {
+			s.drop(c, "client closed")
+		}
+	case ctrlCancel:
+		if c := s.client(m.client); c != nil && c.nonce == m.a {
+			c.mu.Lock()
+			if cancel := c.cancels[int(m.c)]; cancel != nil {
+				cancel()
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (s *Server) client(idx uint32) *serverClient {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clients[idx]
+}
+
+// accept handles a hello: it registers the client's mirror area and answers
+// with a welcome. A repeated hello (the welcome was lost) gets the same
+// welcome again.
+func (s *Server) accept(h hello) {
+	s.mu.Lock()
+	c := s.byNonce[h.nonce]
+	s.mu.Unlock()
+	if c != nil {
+		s.sendWelcome(c.addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(c.size), areaBase: c.area.base, areaKey: c.area.key})
+		return
+	}
+	addr, err := s.fab.insert(h.name)
+	if err != nil {
+		s.log.Warn("rdma: hello with an unusable address", "err", err)
+		return
+	}
+	reject := func(code ps.Code, msg string) {
+		s.log.Warn("rdma: rejecting client", "reason", msg)
+		s.sendWelcome(addr, welcome{nonce: h.nonce, code: code, msg: msg})
+	}
+	size := int64(h.areaBytes)
+	if size > s.cfg.MaxAreaBytes {
+		size = s.cfg.MaxAreaBytes
+	}
+	size = size / pageSize * pageSize
+	if size < minAreaBytes {
+		reject(ps.CodeInvalidArgument, fmt.Sprintf("staging area of %d bytes is below the minimum %d", h.areaBytes, minAreaBytes))
+		return
+	}
+	area, err := s.fab.register(int(size), fiAccessSend|fiAccessWrite|fiAccessRead|fiAccessRWrite|fiAccessRRead)
+	if err != nil {
+		reject(ps.CodeUnavailable, err.Error())
+		return
+	}
+	c = &serverClient{nonce: h.nonce, addr: addr, area: area, size: int(size), rbase: h.areaBase, rkey: h.areaKey, cancels: map[int]context.CancelFunc{}}
+	c.lastSeen.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.fab.release(area)
+		return
+	}
+	for i := uint32(1); i <= uint32(s.cfg.MaxClients); i++ {
+		if s.clients[i] == nil {
+			c.idx = i
+			break
+		}
+	}
+	if c.idx != 0 {
+		s.clients[c.idx] = c
+		s.byNonce[c.nonce] = c
+	}
+	s.mu.Unlock()
+	if c.idx == 0 {
+		s.fab.release(area)
+		reject(ps.CodeUnavailable, fmt.Sprintf("server has its maximum of %d clients", s.cfg.MaxClients))
+		return
+	}
+	s.log.Info("rdma: client connected", "client", c.idx, "area_bytes", size)
+	s.sendWelcome(addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(size), areaBase: area.base, areaKey: area.key})
+}
+
+func (s *Server) sendWelcome(addr uint64, w welcome) {
+	s.sendCtrl(addr, func(b []byte) int { return encodeWelcome(b, w) })
+}
+
+// drop forgets a client; its area is released once its requests finish.
+func (s *Server) drop(c *serverClient, why string) {
+	if !c.dead.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
+	if s.clients[c.idx] == c {
+		delete(s.clients, c.idx)
+	}
+	delete(s.byNonce, c.nonce)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	c.mu.Lock()
+	for _, cancel := range c.cancels {
+		cancel()
+	}
+	c.mu.Unlock()
+	s.log.Info("rdma: client dropped", "client", c.idx, "reason", why)
+	go func() {
+		defer s.wg.Done()
+		c.inflight.Wait()
+		s.fab.remove(c.addr)
+		s.fab.release(c.area)
+	}()
+}
+
+func (s *Server) reaper() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.IdleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.mu.Lock()
+			all := make([]*serverClient, 0, len(s.clients))
+			for _, c := range s.clients {
+				all = append(all, c)
+			}
+			s.mu.Unlock()
+			for _, c := range all {
+				s.drop(c, "server closing")
+			}
+			return
+		case <-t.C:
+			limit := time.Now().Add(-s.cfg.IdleTimeout).UnixNano()
+			s.mu.Lock()
+			var idle []*serverClient
+			for _, c := range s.clients {
+				if c.lastSeen.Load() < limit {
+					idle = append(idle, c)
+				}
+			}
+			s.mu.Unlock()
+			for _, c := range idle {
+				s.drop(c, "idle")
+			}
+		}
+	}
+}
+
+// onRemote runs on the progress goroutine when a client's request frame
+// landed in its area; it hands the frame to a handler goroutine.
+func (s *Server) onRemote(imm uint32, _ uint64) {
+	idx := imm >> pageBits
+	page := int(imm & (1<<pageBits - 1))
+	s.mu.Lock()
+	c := s.clients[idx]
+	if c == nil || s.closed {
+		s.mu.Unlock()
+		s.log.Warn("rdma: request from an unknown client", "client", idx)
+		return
+	}
+	s.wg.Add(1)
+	c.inflight.Add(1)
+	s.mu.Unlock()
+	c.lastSeen.Store(time.Now().UnixNano())
+	go func() {
+		defer s.wg.Done()
+		defer c.inflight.Done()
+		s.handle(c, page)
+	}()
+}
+
+// handle serves one request frame at page of c's area and writes the
+// response frame over it, then into the client's area at the same offset.
+func (s *Server) handle(c *serverClient, page int) {
+	off := page * pageSize
+	if off+pageSize > c.size {
+		s.log.Warn("rdma: request page outside the staging area", "client", c.idx, "page", page)
+		s.drop(c, "slot overrun")
+		return
+	}
+	buf := c.area.buf[off:c.size]
+	h, err := readFrame(buf, len(buf))
+	room := h.room
+	if room < pageSize {
+		room = pageSize
+	}
+	buf = buf[:room]
+	var kind uint32
+	var body int
+	if err != nil {
+		s.log.Warn("rdma: torn or corrupt request frame", "client", c.idx, "err", err)
+		kind, body = respTorn, 0
+	} else {
+		ctx, cancel := context.WithCancel(s.ctx)
+		if h.timeout > 0 {
+			ctx, cancel = context.WithTimeout(s.ctx, time.Duration(h.timeout))
+		}
+		c.mu.Lock()
+		c.cancels[page] = cancel
+		c.mu.Unlock()
+		kind, body = s.serve(ctx, h, buf)
+		c.mu.Lock()
+		delete(c.cancels, page)
+		c.mu.Unlock()
+		cancel()
+	}
+	n := putFrame(buf, frameHeader{seq: h.seq, kind: kind, body: body, room: room})
+	if s.testHook != nil {
+		s.testHook(buf[:n])
+	}
+	if c.dead.Load() {
+		return
+	}
+	err = s.fab.writedata(s.ctx, c.area, off, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, func(comp completion) {
+		if comp.err != nil {
+			s.drop(c, "response write failed: "+comp.err.Error())
+		}
+	})
+	if err != nil && s.ctx.Err() == nil {
+		s.drop(c, "response write failed: "+err.Error())
+	}
+}
+
+// serve decodes the request in buf, calls the service and encodes the
+// response body into buf, returning its kind and length.
+func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int) {
+	in := buf[headerSize : headerSize+h.body]
+	out := buf[headerSize:]
+	fail := func(err error) (uint32, int) {
+		code, msg := ps.CodeOf(err), err.Error()
+		if frameLen(errSize(code, msg)) > len(buf) {
+			msg = msg[:max(0, len(buf)-headerSize-trailerSize-8-len(code)-8)]
+		}
+		return respErr, encodeErr(out, code, msg)
+	}
+	need := func(n int) (uint32, int) {
+		w := writer{b: out}
+		w.u64(uint64(roundPage(frameLen(n))))
+		return respNeed, w.n
+	}
+	switch h.kind {
+	case frameCreate:
+		req, err := decodeCreate(in)
+		if err != nil {
+			return fail(err)
+		}
+		resp, err := s.svc.Create(ctx, req)
+		if err != nil {
+			return fail(err)
+		}
+		if frameLen(versionsSize(resp.Versions)) > len(buf) {
+			return need(versionsSize(resp.Versions))
+		}
+		return respOK, encodeVersions(out, resp.Versions)
+	case framePull:
+		req, err := decodePull(in)
+		if err != nil {
+			return fail(err)
+		}
+		resp, err := s.svc.Pull(ctx, req)
+		if err != nil {
+			return fail(err)
+		}
+		if n := pullRespSize(resp); frameLen(n) > len(buf) {
+			return need(n)
+		}
+		return respOK, encodePullResp(out, resp)
+	case framePush:
+		req, err := decodePush(in)
+		if err != nil {
+			return fail(err)
+		}
+		resp, err := s.svc.Push(ctx, req)
+		if err != nil {
+			return fail(err)
+		}
+		if frameLen(versionsSize(resp.Versions)) > len(buf) {
+			return need(versionsSize(resp.Versions))
+		}
+		return respOK, encodeVersions(out, resp.Versions)
+	}
+	return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: unknown request kind %d", h.kind))
+}
