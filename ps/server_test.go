@@ -578,3 +578,68 @@ func TestServerConfigValidate(t *testing.T) {
 		t.Errorf("defaults not filled: %+v", s.cfg)
 	}
 }
+
+// A partition's lock held (as by a long apply) blocks neither pulls nor
+// pushes of another partition.
+func TestServerPartitionsLockIndependently(t *testing.T) {
+	s := newTestServer(t, nil)
+	mustCreate(t, s, VariableSpec{Name: "a", Shape: []int64{2}, Optimizer: OptimizerSpec{LR: 1}})
+	mustCreate(t, s, VariableSpec{Name: "b", Shape: []int64{2}, Optimizer: OptimizerSpec{LR: 1}})
+	s.mu.RLock()
+	pa := s.parts[key("a", 0)]
+	s.mu.RUnlock()
+	pa.mu.Lock()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.Push(ctx, &PushRequest{Parts: []PushPart{{Key: key("b", 0), Grad: []float32{1, 1}}}}); err != nil {
+			done <- err
+			return
+		}
+		_, err := s.Pull(ctx, &PullRequest{Parts: []PullPart{{Key: key("b", 0)}}})
+		done <- err
+	}()
+	err := <-done
+	pa.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServerConcurrentCreate(t *testing.T) {
+	s := newTestServer(t, nil)
+	spec := VariableSpec{Name: "w", Shape: []int64{16}, Init: Initializer{Kind: InitNormal, Stddev: 1}, Optimizer: OptimizerSpec{LR: 1}}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Create(context.Background(), &CreateRequest{Spec: spec, Parts: []int{0}}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := s.Status(); len(st) != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestServerSyncBackupWorker(t *testing.T) {
+	ctx := context.Background()
+	s := newTestServer(t, nil)
+	mustCreate(t, s, VariableSpec{Name: "w", Shape: []int64{1}, Optimizer: OptimizerSpec{LR: 1}, Consistency: Consistency{Mode: Sync, Workers: 3, Backup: 1}})
+	k := key("w", 0)
+	for w, g := range []float32{2, 4} {
+		if _, err := s.Push(ctx, &PushRequest{Worker: w, Parts: []PushPart{{Key: k, Grad: []float32{g}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Push(ctx, &PushRequest{Worker: 2, Parts: []PushPart{{Key: k, Grad: []float32{100}}}}); !errors.Is(err, ErrStale) {
+		t.Fatalf("backup worker's late push: %v, want ErrStale", err)
+	}
+	if got := pullAll(t, s, k)[0]; got.Version != 1 || got.Values[0] != -3 {
+		t.Errorf("after one step %v at %d, want -3 at 1", got.Values, got.Version)
+	}
+}
