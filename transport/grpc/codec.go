@@ -1,0 +1,330 @@
+package grpctransport
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/flowps/flowps/ps"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // registers the proto codec we delegate to
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// codec is the transport's encoding.CodecV2. Plain protobuf messages go
+// through grpc's own proto codec. Tensor frames (frameOut, frameIn) are
+// encoded as the very same protobuf bytes as pb.PushFrame / pb.PullFrame,
+// but the float32 data is handed to gRPC as a view of the caller's slice
+// (no marshalling copy) and decoded straight from gRPC's receive buffers
+// into the destination tensor (one copy, which the pooled buffers require).
+//
+// It is named "proto" because its bytes are protobuf: a client built from
+// flowps.proto with stock tools talks to a flowps server.
+type codec struct {
+	proto encoding.CodecV2
+}
+
+func newCodec() codec {
+	return codec{proto: encoding.GetCodecV2("proto")}
+}
+
+func (codec) Name() string { return "proto" }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if f, ok := v.(*frameOut); ok {
+		return f.marshal()
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if f, ok := v.(*frameIn); ok {
+		return f.unmarshal(data)
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+// Field numbers shared by pb.PushFrame and pb.PullFrame.
+const (
+	fieldHeader = 1
+	fieldOffset = 2
+	fieldData   = 3
+)
+
+// littleEndian is true on hosts whose float32 memory layout is the wire's.
+var littleEndian = func() bool {
+	x := uint32(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// f32bytes views a float32 slice as bytes, without copying.
+func f32bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// swap32 reverses the bytes of every 4-byte word of b (big-endian hosts).
+func swap32(b []byte) {
+	for i := 0; i+3 < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+}
+
+// frameOut is one outgoing tensor frame: an optional header, the element
+// offset of data within the concatenation of all parts' values, and data as
+// pieces of the callers' slices. The pieces must stay unmodified until the
+// call that sends them returns.
+type frameOut struct {
+	header proto.Message
+	offset int64
+	data   [][]float32
+}
+
+func (f *frameOut) marshal() (mem.BufferSlice, error) {
+	var hb []byte
+	if f.header != nil {
+		var err error
+		if hb, err = proto.Marshal(f.header); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	for _, d := range f.data {
+		n += 4 * len(d)
+	}
+	prefix := make([]byte, 0, len(hb)+3*protowire.SizeVarint(uint64(len(hb)+n))+8)
+	if f.header != nil {
+		prefix = protowire.AppendTag(prefix, fieldHeader, protowire.BytesType)
+		prefix = protowire.AppendBytes(prefix, hb)
+	}
+	if f.offset != 0 {
+		prefix = protowire.AppendTag(prefix, fieldOffset, protowire.VarintType)
+		prefix = protowire.AppendVarint(prefix, uint64(f.offset))
+	}
+	if n > 0 {
+		prefix = protowire.AppendTag(prefix, fieldData, protowire.BytesType)
+		prefix = protowire.AppendVarint(prefix, uint64(n))
+	}
+	out := make(mem.BufferSlice, 0, 1+len(f.data))
+	out = append(out, mem.SliceBuffer(prefix))
+	for _, d := range f.data {
+		if len(d) == 0 {
+			continue
+		}
+		b := f32bytes(d)
+		if !littleEndian {
+			b = append([]byte(nil), b...)
+			swap32(b)
+		}
+		out = append(out, mem.SliceBuffer(b))
+	}
+	return out, nil
+}
+
+// frameIn receives the frames of one tensor stream. The first frame's
+// header is decoded into header, then onHeader returns the destination for
+// the concatenated values; each frame's data is copied to dst at next.
+type frameIn struct {
+	header    proto.Message
+	onHeader  func() ([]float32, error)
+	maxHeader int
+
+	gotHeader bool
+	err       error
+	dst       []float32
+	next      int64
+}
+
+// errFrame marks malformed tensor frames.
+var errFrame = fmt.Errorf("%w: malformed frame", ps.ErrInvalidArgument)
+
+// unmarshal decodes one frame, remembering the first error in f.err so that
+// the receiver can report it with its ps code (gRPC reports any codec error
+// as codes.Internal).
+func (f *frameIn) unmarshal(data mem.BufferSlice) error {
+	err := f.decode(data)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return err
+}
+
+func (f *frameIn) decode(data mem.BufferSlice) error {
+	c := cursor{bufs: data, rem: data.Len()}
+	var offset int64
+	for c.rem > 0 {
+		tag, err := c.varint()
+		if err != nil {
+			return err
+		}
+		num, typ := protowire.Number(tag>>3), protowire.Type(tag&7)
+		switch {
+		case num == fieldHeader && typ == protowire.BytesType:
+			if f.gotHeader {
+				return fmt.Errorf("%w: second header", errFrame)
+			}
+			n, err := c.length()
+			if err != nil {
+				return err
+			}
+			if f.maxHeader > 0 && n > f.maxHeader {
+				return fmt.Errorf("%w: header of %d bytes exceeds %d", errFrame, n, f.maxHeader)
+			}
+			hb := make([]byte, n)
+			if err := c.read(hb); err != nil {
+				return err
+			}
+			if err := proto.Unmarshal(hb, f.header); err != nil {
+				return fmt.Errorf("%w: header: %v", errFrame, err)
+			}
+			f.gotHeader = true
+			if f.dst, err = f.onHeader(); err != nil {
+				return err
+			}
+		case num == fieldOffset && typ == protowire.VarintType:
+			v, err := c.varint()
+			if err != nil {
+				return err
+			}
+			offset = int64(v)
+		case num == fieldData && typ == protowire.BytesType:
+			n, err := c.length()
+			if err != nil {
+				return err
+			}
+			switch {
+			case !f.gotHeader:
+				return fmt.Errorf("%w: data before header", errFrame)
+			case offset != f.next:
+				return fmt.Errorf("%w: data at offset %d, want %d", errFrame, offset, f.next)
+			case n%4 != 0:
+				return fmt.Errorf("%w: %d data bytes is not a whole number of float32s", errFrame, n)
+			case int64(n/4) > int64(len(f.dst))-f.next:
+				return fmt.Errorf("%w: %d values at offset %d overflow the %d announced", errFrame, n/4, f.next, len(f.dst))
+			}
+			b := f32bytes(f.dst[f.next : f.next+int64(n/4)])
+			if err := c.read(b); err != nil {
+				return err
+			}
+			if !littleEndian {
+				swap32(b)
+			}
+			f.next += int64(n / 4)
+			offset = f.next
+		default:
+			if err := c.skip(typ); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cursor reads protobuf wire data spread over a mem.BufferSlice without
+// materializing it.
+type cursor struct {
+	bufs mem.BufferSlice
+	i    int // current buffer
+	off  int // offset in it
+	rem  int // bytes left overall
+}
+
+var errShort = fmt.Errorf("%w: truncated", errFrame)
+
+func (c *cursor) byte() (byte, error) {
+	for c.rem > 0 {
+		b := c.bufs[c.i].ReadOnlyData()
+		if c.off < len(b) {
+			x := b[c.off]
+			c.off++
+			c.rem--
+			return x, nil
+		}
+		c.i, c.off = c.i+1, 0
+	}
+	return 0, errShort
+}
+
+func (c *cursor) varint() (uint64, error) {
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		b, err := c.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: varint overflow", errFrame)
+}
+
+func (c *cursor) length() (int, error) {
+	v, err := c.varint()
+	if err != nil {
+		return 0, err
+	}
+	if v > uint64(c.rem) {
+		return 0, errShort
+	}
+	return int(v), nil
+}
+
+// read copies len(dst) bytes to dst.
+func (c *cursor) read(dst []byte) error {
+	if len(dst) > c.rem {
+		return errShort
+	}
+	for len(dst) > 0 {
+		b := c.bufs[c.i].ReadOnlyData()[c.off:]
+		n := copy(dst, b)
+		dst = dst[n:]
+		c.off += n
+		c.rem -= n
+		if n == len(b) {
+			c.i, c.off = c.i+1, 0
+		}
+	}
+	return nil
+}
+
+func (c *cursor) advance(n int) error {
+	if n > c.rem {
+		return errShort
+	}
+	for n > 0 {
+		b := c.bufs[c.i].ReadOnlyData()[c.off:]
+		k := min(n, len(b))
+		n -= k
+		c.off += k
+		c.rem -= k
+		if k == len(b) {
+			c.i, c.off = c.i+1, 0
+		}
+	}
+	return nil
+}
+
+// skip skips a field value of an unknown field.
+func (c *cursor) skip(typ protowire.Type) error {
+	switch typ {
+	case protowire.VarintType:
+		_, err := c.varint()
+		return err
+	case protowire.Fixed32Type:
+		return c.advance(4)
+	case protowire.Fixed64Type:
+		return c.advance(8)
+	case protowire.BytesType:
+		n, err := c.length()
+		if err != nil {
+			return err
+		}
+		return c.advance(n)
+	}
+	return fmt.Errorf("%w: unsupported wire type %d", errFrame, typ)
+}

@@ -1,0 +1,247 @@
+package grpctransport
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/grpc/pb"
+)
+
+// Conversions between ps types and pb messages. Tensor values are not
+// converted here: they travel in frames (see codec.go).
+
+func keyToPB(k ps.PartKey) *pb.PartKey { return &pb.PartKey{Var: k.Var, Index: int64(k.Index)} }
+
+func keyFromPB(k *pb.PartKey) ps.PartKey {
+	return ps.PartKey{Var: k.GetVar(), Index: int(k.GetIndex())}
+}
+
+func intsToPB(v []int) []int64 {
+	if v == nil {
+		return nil
+	}
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}
+
+func intsFromPB(v []int64) []int {
+	if len(v) == 0 {
+		return nil
+	}
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
+// rowsFromPB keeps the distinction between no row list (nil, a dense
+// access) and an empty one.
+func rowsFromPB(sparse bool, rows []int64) []int64 {
+	if !sparse {
+		return nil
+	}
+	if rows == nil {
+		return []int64{}
+	}
+	return rows
+}
+
+func createToPB(r *ps.CreateRequest) *pb.CreateRequest {
+	s := &r.Spec
+	return &pb.CreateRequest{
+		Spec: &pb.VariableSpec{
+			Name:  s.Name,
+			Shape: s.Shape,
+			Init: &pb.Initializer{Kind: string(s.Init.Kind), Value: s.Init.Value, Min: s.Init.Min, Max: s.Init.Max,
+				Mean: s.Init.Mean, Stddev: s.Init.Stddev, Seed: s.Init.Seed},
+			Optimizer: &pb.OptimizerSpec{Kind: string(s.Optimizer.Kind), Lr: s.Optimizer.LR, Momentum: s.Optimizer.Momentum,
+				Nesterov: s.Optimizer.Nesterov, Beta1: s.Optimizer.Beta1, Beta2: s.Optimizer.Beta2, Epsilon: s.Optimizer.Epsilon,
+				InitialAccumulator: s.Optimizer.InitialAccumulator, L1: s.Optimizer.L1, L2: s.Optimizer.L2, LrPower: s.Optimizer.LRPower},
+			Consistency: &pb.Consistency{Mode: string(s.Consistency.Mode), Workers: int64(s.Consistency.Workers),
+				Backup: int64(s.Consistency.Backup), Staleness: int64(s.Consistency.Staleness)},
+			AllowNonFinite:    s.AllowNonFinite,
+			MinPartitionBytes: s.MinPartitionBytes,
+			MaxPartitionBytes: s.MaxPartitionBytes,
+		},
+		Parts: intsToPB(r.Parts),
+	}
+}
+
+func createFromPB(r *pb.CreateRequest) *ps.CreateRequest {
+	s := r.GetSpec()
+	in, o, c := s.GetInit(), s.GetOptimizer(), s.GetConsistency()
+	shape := s.GetShape()
+	if len(shape) == 0 {
+		shape = nil
+	}
+	return &ps.CreateRequest{
+		Spec: ps.VariableSpec{
+			Name:  s.GetName(),
+			Shape: shape,
+			Init: ps.Initializer{Kind: ps.InitKind(in.GetKind()), Value: in.GetValue(), Min: in.GetMin(), Max: in.GetMax(),
+				Mean: in.GetMean(), Stddev: in.GetStddev(), Seed: in.GetSeed()},
+			Optimizer: ps.OptimizerSpec{Kind: ps.OptimizerKind(o.GetKind()), LR: o.GetLr(), Momentum: o.GetMomentum(),
+				Nesterov: o.GetNesterov(), Beta1: o.GetBeta1(), Beta2: o.GetBeta2(), Epsilon: o.GetEpsilon(),
+				InitialAccumulator: o.GetInitialAccumulator(), L1: o.GetL1(), L2: o.GetL2(), LRPower: o.GetLrPower()},
+			Consistency: ps.Consistency{Mode: ps.Mode(c.GetMode()), Workers: int(c.GetWorkers()),
+				Backup: int(c.GetBackup()), Staleness: int(c.GetStaleness())},
+			AllowNonFinite:    s.GetAllowNonFinite(),
+			MinPartitionBytes: s.GetMinPartitionBytes(),
+			MaxPartitionBytes: s.GetMaxPartitionBytes(),
+		},
+		Parts: intsFromPB(r.GetParts()),
+	}
+}
+
+func versionsFromPB(v []int64) []int64 {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+func pullToPB(r *ps.PullRequest) *pb.PullRequest {
+	out := &pb.PullRequest{ClientId: r.ClientID, Worker: int64(r.Worker), Clock: r.Clock}
+	if len(r.Parts) > 0 {
+		out.Parts = make([]*pb.PullPart, len(r.Parts))
+	}
+	for i, p := range r.Parts {
+		out.Parts[i] = &pb.PullPart{Key: keyToPB(p.Key), Sparse: p.Rows != nil, Rows: p.Rows, MinVersion: p.MinVersion}
+	}
+	return out
+}
+
+func pullFromPB(r *pb.PullRequest) *ps.PullRequest {
+	out := &ps.PullRequest{ClientID: r.GetClientId(), Worker: int(r.GetWorker()), Clock: r.GetClock()}
+	if len(r.GetParts()) > 0 {
+		out.Parts = make([]ps.PullPart, len(r.Parts))
+	}
+	for i, p := range r.GetParts() {
+		out.Parts[i] = ps.PullPart{Key: keyFromPB(p.GetKey()), Rows: rowsFromPB(p.GetSparse(), p.GetRows()), MinVersion: p.GetMinVersion()}
+	}
+	return out
+}
+
+// pullHeader describes resp's parts and returns their values in order.
+func pullHeader(resp *ps.PullResponse) (*pb.PullHeader, [][]float32) {
+	h := &pb.PullHeader{Parts: make([]*pb.PartValuesHeader, len(resp.Parts))}
+	vals := make([][]float32, len(resp.Parts))
+	for i, p := range resp.Parts {
+		h.Parts[i] = &pb.PartValuesHeader{Key: keyToPB(p.Key), Version: p.Version, HasValues: p.Values != nil, NumValues: int64(len(p.Values))}
+		vals[i] = p.Values
+	}
+	return h, vals
+}
+
+// pullFromHeader builds the response a header announces, with every part's
+// Values a window of one backing array of the total size, which it returns
+// for the frames to fill.
+func pullFromHeader(h *pb.PullHeader, maxBytes int64) (*ps.PullResponse, []float32, error) {
+	total, err := totalValues(len(h.GetParts()), func(i int) int64 { return h.Parts[i].GetNumValues() }, maxBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	backing := make([]float32, total)
+	resp := &ps.PullResponse{}
+	if len(h.GetParts()) > 0 {
+		resp.Parts = make([]ps.PartValues, len(h.Parts))
+	}
+	var at int64
+	for i, p := range h.GetParts() {
+		n := p.GetNumValues()
+		resp.Parts[i] = ps.PartValues{Key: keyFromPB(p.GetKey()), Version: p.GetVersion()}
+		if p.GetHasValues() {
+			resp.Parts[i].Values = backing[at : at+n : at+n]
+		}
+		at += n
+	}
+	return resp, backing, nil
+}
+
+// pushHeader describes req's parts and returns their gradients in order.
+func pushHeader(req *ps.PushRequest) (*pb.PushHeader, [][]float32) {
+	h := &pb.PushHeader{ClientId: req.ClientID, Seq: req.Seq, Worker: int64(req.Worker), Clock: req.Clock}
+	if len(req.Parts) > 0 {
+		h.Parts = make([]*pb.PushPartHeader, len(req.Parts))
+	}
+	vals := make([][]float32, len(req.Parts))
+	for i, p := range req.Parts {
+		h.Parts[i] = &pb.PushPartHeader{Key: keyToPB(p.Key), Sparse: p.Rows != nil, Rows: p.Rows,
+			HasGrad: p.Grad != nil, NumValues: int64(len(p.Grad)), Step: p.Step}
+		vals[i] = p.Grad
+	}
+	return h, vals
+}
+
+// pushFromHeader is pullFromHeader for pushes.
+func pushFromHeader(h *pb.PushHeader, maxBytes int64) (*ps.PushRequest, []float32, error) {
+	total, err := totalValues(len(h.GetParts()), func(i int) int64 { return h.Parts[i].GetNumValues() }, maxBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	backing := make([]float32, total)
+	req := &ps.PushRequest{ClientID: h.GetClientId(), Seq: h.GetSeq(), Worker: int(h.GetWorker()), Clock: h.GetClock()}
+	if len(h.GetParts()) > 0 {
+		req.Parts = make([]ps.PushPart, len(h.Parts))
+	}
+	var at int64
+	for i, p := range h.GetParts() {
+		n := p.GetNumValues()
+		req.Parts[i] = ps.PushPart{Key: keyFromPB(p.GetKey()), Rows: rowsFromPB(p.GetSparse(), p.GetRows()), Step: p.GetStep()}
+		if p.GetHasGrad() {
+			req.Parts[i].Grad = backing[at : at+n : at+n]
+		}
+		at += n
+	}
+	return req, backing, nil
+}
+
+// totalValues sums announced part sizes, refusing negative sizes and totals
+// above maxBytes (a peer must not make us allocate at will).
+func totalValues(n int, size func(int) int64, maxBytes int64) (int64, error) {
+	var total int64
+	for i := 0; i < n; i++ {
+		s := size(i)
+		if s < 0 {
+			return 0, ps.Errorf(ps.ErrInvalidArgument, "part %d announces %d values", i, s)
+		}
+		total += s
+		if total > maxBytes/4 {
+			return 0, ps.Errorf(ps.ErrTooLarge, "tensor data exceeds the limit of %d bytes", maxBytes)
+		}
+	}
+	return total, nil
+}
+
+// sendFrames splits the concatenation of vals into frames of at most chunk
+// elements and passes them to send in order; the first frame carries
+// header. It always sends at least one frame.
+func sendFrames(header proto.Message, vals [][]float32, chunk int, send func(*frameOut) error) error {
+	f := &frameOut{header: header}
+	room := chunk
+	var offset int64
+	for _, v := range vals {
+		for len(v) > 0 {
+			k := min(room, len(v))
+			f.data = append(f.data, v[:k])
+			v = v[k:]
+			room -= k
+			offset += int64(k)
+			if room == 0 {
+				if err := send(f); err != nil {
+					return err
+				}
+				f = &frameOut{offset: offset}
+				room = chunk
+			}
+		}
+	}
+	if f.header != nil || len(f.data) > 0 {
+		return send(f)
+	}
+	return nil
+}

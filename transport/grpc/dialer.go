@@ -1,0 +1,261 @@
+package grpctransport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/grpc/pb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Dialer dials parameter servers over gRPC. It implements ps.Dialer.
+// Connections are cached per address and shared by every Service dialed to
+// it; the last Service's Close closes them, and Dialer.Close closes all.
+// Safe for concurrent use.
+type Dialer struct {
+	cfg    DialerConfig
+	c      common
+	cfgErr error
+	opts   []grpc.DialOption
+
+	mu     sync.Mutex
+	peers  map[string]*peer
+	closed bool
+}
+
+// peer is the shared connections to one address.
+type peer struct {
+	addr string
+	ccs  []*grpc.ClientConn
+	refs int
+	next atomic.Uint64
+}
+
+func (p *peer) conn() *grpc.ClientConn {
+	if len(p.ccs) == 1 {
+		return p.ccs[0]
+	}
+	return p.ccs[p.next.Add(1)%uint64(len(p.ccs))]
+}
+
+func (p *peer) close() {
+	for _, cc := range p.ccs {
+		cc.Close()
+	}
+}
+
+// NewDialer returns a dialer. An invalid cfg is reported by Dial.
+func NewDialer(cfg DialerConfig) *Dialer {
+	d := &Dialer{cfg: cfg, peers: make(map[string]*peer)}
+	d.c, d.cfgErr = cfg.resolve()
+	if d.cfgErr != nil {
+		return d
+	}
+	if d.cfg.ConnsPerPeer == 0 {
+		d.cfg.ConnsPerPeer = 1
+	}
+	callOpts := []grpc.CallOption{
+		grpc.ForceCodecV2(newCodec()),
+		grpc.MaxCallRecvMsgSize(d.c.maxMessageBytes),
+		grpc.MaxCallSendMsgSize(d.c.maxMessageBytes),
+	}
+	if cfg.Compression != "" && cfg.Compression != CompressionNone {
+		callOpts = append(callOpts, grpc.UseCompressor(cfg.Compression))
+	}
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	d.opts = []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(callOpts...),
+		grpc.WithInitialWindowSize(d.c.window),
+		grpc.WithInitialConnWindowSize(d.c.window),
+		grpc.WithReadBufferSize(d.c.readBuf),
+		grpc.WithWriteBufferSize(d.c.writeBuf),
+	}
+	return d
+}
+
+// Dial returns a Service for the server at addr (HOST:PORT). It connects in
+// the background and does not wait; a server that cannot be reached makes
+// the calls fail with ps.ErrUnavailable.
+func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
+	if d.cfgErr != nil {
+		return nil, d.cfgErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("grpc dial %s: %w", addr, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, fmt.Errorf("grpc dial %s: dialer: %w", addr, ps.ErrClosed)
+	}
+	p := d.peers[addr]
+	if p == nil {
+		p = &peer{addr: addr}
+		for i := 0; i < d.cfg.ConnsPerPeer; i++ {
+			cc, err := grpc.NewClient("passthrough:///"+addr, d.opts...)
+			if err != nil {
+				p.close()
+				return nil, fmt.Errorf("grpc dial %s: %w", addr, err)
+			}
+			cc.Connect()
+			p.ccs = append(p.ccs, cc)
+		}
+		d.peers[addr] = p
+		d.c.logger.Debug("grpc transport dialed", "addr", addr, "conns", len(p.ccs))
+	}
+	p.refs++
+	return &client{d: d, p: p}, nil
+}
+
+// release drops one reference to p, closing its connections with the last.
+func (d *Dialer) release(p *peer) {
+	d.mu.Lock()
+	p.refs--
+	last := p.refs == 0 && d.peers[p.addr] == p
+	if last {
+		delete(d.peers, p.addr)
+	}
+	d.mu.Unlock()
+	if last {
+		p.close()
+	}
+}
+
+// Close closes every connection; Services dialed from d fail with
+// ps.ErrUnavailable afterwards, and Dial with ps.ErrClosed. Idempotent.
+func (d *Dialer) Close() error {
+	d.mu.Lock()
+	peers := d.peers
+	d.peers = make(map[string]*peer)
+	d.closed = true
+	d.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+	return nil
+}
+
+var _ ps.Dialer = (*Dialer)(nil)
+
+// client is a ps.Service over a peer's connections.
+type client struct {
+	d      *Dialer
+	p      *peer
+	closed atomic.Bool
+}
+
+func (c *client) check(ctx context.Context, op string) error {
+	if c.closed.Load() {
+		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, ps.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, err)
+	}
+	return nil
+}
+
+// Create implements ps.Service.
+func (c *client) Create(ctx context.Context, req *ps.CreateRequest) (*ps.CreateResponse, error) {
+	if err := c.check(ctx, "create"); err != nil {
+		return nil, err
+	}
+	out := &pb.CreateResponse{}
+	if err := c.p.conn().Invoke(ctx, pb.ParameterServer_Create_FullMethodName, createToPB(req), out); err != nil {
+		return nil, fromStatus(ctx, "create", c.p.addr, err)
+	}
+	return &ps.CreateResponse{Versions: versionsFromPB(out.Versions)}, nil
+}
+
+// Pull implements ps.Service.
+func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse, error) {
+	if err := c.check(ctx, "pull"); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[0], pb.ParameterServer_Pull_FullMethodName)
+	if err != nil {
+		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+	}
+	if err := stream.SendMsg(pullToPB(req)); err != nil && err != io.EOF {
+		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+	}
+	var resp *ps.PullResponse
+	in := &frameIn{header: &pb.PullHeader{}, maxHeader: c.d.c.maxMessageBytes}
+	in.onHeader = func() ([]float32, error) {
+		r, backing, err := pullFromHeader(in.header.(*pb.PullHeader), c.d.c.maxTensorBytes)
+		resp = r
+		return backing, err
+	}
+	for {
+		err := stream.RecvMsg(in)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if in.err != nil {
+				return nil, fmt.Errorf("grpc pull %s: %w", c.p.addr, in.err)
+			}
+			return nil, fromStatus(ctx, "pull", c.p.addr, err)
+		}
+	}
+	if !in.gotHeader {
+		return nil, fmt.Errorf("grpc pull %s: response without header", c.p.addr)
+	}
+	if in.next != int64(len(in.dst)) {
+		return nil, fmt.Errorf("grpc pull %s: response ended after %d of %d values", c.p.addr, in.next, len(in.dst))
+	}
+	return resp, nil
+}
+
+// Push implements ps.Service. The gradients in req are read by the
+// transport until Push returns; do not modify them before.
+func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushResponse, error) {
+	if err := c.check(ctx, "push"); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[1], pb.ParameterServer_Push_FullMethodName)
+	if err != nil {
+		return nil, fromStatus(ctx, "push", c.p.addr, err)
+	}
+	header, vals := pushHeader(req)
+	err = sendFrames(header, vals, c.d.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
+	// io.EOF means the server ended the call early; its status follows.
+	if err != nil && err != io.EOF {
+		return nil, fromStatus(ctx, "push", c.p.addr, err)
+	}
+	if err == nil {
+		if err := stream.CloseSend(); err != nil {
+			return nil, fromStatus(ctx, "push", c.p.addr, err)
+		}
+	}
+	out := &pb.PushResponse{}
+	if err := stream.RecvMsg(out); err != nil {
+		return nil, fromStatus(ctx, "push", c.p.addr, err)
+	}
+	return &ps.PushResponse{Versions: versionsFromPB(out.Versions)}, nil
+}
+
+// Close implements ps.Service: it releases this Service's share of the
+// connections. Idempotent; later calls fail with ps.ErrClosed.
+func (c *client) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.d.release(c.p)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package grpctransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/grpc/pb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// Server serves a ps.Service over gRPC.
+type Server struct {
+	svc     ps.Service
+	cfg     ServerConfig
+	c       common
+	cfgErr  error
+	gs      *grpc.Server
+	stopped chan struct{}
+	once    sync.Once
+}
+
+// NewServer returns a server for svc. It does not listen; call Serve. An
+// invalid cfg is reported by Serve.
+func NewServer(svc ps.Service, cfg ServerConfig) *Server {
+	s := &Server{svc: svc, cfg: cfg, stopped: make(chan struct{})}
+	s.c, s.cfgErr = cfg.resolve()
+	if s.cfgErr != nil {
+		return s
+	}
+	if s.cfg.StopTimeout == 0 {
+		s.cfg.StopTimeout = DefaultStopTimeout
+	}
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newCodec()),
+		grpc.InitialWindowSize(s.c.window),
+		grpc.InitialConnWindowSize(s.c.window),
+		grpc.ReadBufferSize(s.c.readBuf),
+		grpc.WriteBufferSize(s.c.writeBuf),
+		grpc.MaxRecvMsgSize(s.c.maxMessageBytes),
+		grpc.MaxSendMsgSize(s.c.maxMessageBytes),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.gs = grpc.NewServer(opts...)
+	pb.RegisterParameterServerServer(s.gs, &handler{s: s})
+	return s
+}
+
+// Serve accepts connections on lis until Stop; it returns nil after Stop,
+// and the listener's error otherwise. It closes lis.
+func (s *Server) Serve(lis net.Listener) error {
+	if s.cfgErr != nil {
+		lis.Close()
+		return s.cfgErr
+	}
+	s.c.logger.Info("grpc transport serving", "addr", lis.Addr().String(), "tls", s.cfg.TLS != nil)
+	err := s.gs.Serve(lis)
+	select {
+	case <-s.stopped:
+		return nil
+	default:
+	}
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Stop stops the server: it stops accepting, lets calls in flight finish
+// for up to ServerConfig.StopTimeout, then closes every connection (the
+// callers of calls still running get ps.ErrUnavailable). It returns when
+// the server has stopped and is idempotent. It does not Close the Service.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		close(s.stopped)
+		if s.gs == nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			s.gs.GracefulStop()
+			close(done)
+		}()
+		t := time.NewTimer(s.cfg.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			s.c.logger.Warn("grpc transport stop timed out; closing calls in flight", "timeout", s.cfg.StopTimeout)
+			s.gs.Stop()
+			<-done
+		}
+	})
+}
+
+// handler adapts the Service to the generated gRPC server interface.
+type handler struct {
+	pb.UnimplementedParameterServerServer
+	s *Server
+}
+
+func (h *handler) Create(ctx context.Context, req *pb.CreateRequest) (*pb.CreateResponse, error) {
+	resp, err := h.s.svc.Create(ctx, createFromPB(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if resp == nil {
+		return nil, status.Error(codes.Internal, "service returned no response")
+	}
+	return &pb.CreateResponse{Versions: resp.Versions}, nil
+}
+
+func (h *handler) Pull(req *pb.PullRequest, stream grpc.ServerStreamingServer[pb.PullFrame]) error {
+	resp, err := h.s.svc.Pull(stream.Context(), pullFromPB(req))
+	if err != nil {
+		return toStatus(err)
+	}
+	if resp == nil {
+		return status.Error(codes.Internal, "service returned no response")
+	}
+	header, vals := pullHeader(resp)
+	return sendFrames(header, vals, h.s.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
+}
+
+func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushResponse]) error {
+	var req *ps.PushRequest
+	in := &frameIn{header: &pb.PushHeader{}, maxHeader: h.s.c.maxMessageBytes}
+	in.onHeader = func() ([]float32, error) {
+		r, backing, err := pushFromHeader(in.header.(*pb.PushHeader), h.s.c.maxTensorBytes)
+		req = r
+		return backing, err
+	}
+	for {
+		err := stream.RecvMsg(in)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if in.err != nil {
+				return toStatus(fmt.Errorf("push: %w", in.err))
+			}
+			return err
+		}
+	}
+	if !in.gotHeader {
+		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream without header"))
+	}
+	if in.next != int64(len(in.dst)) {
+		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream ended after %d of %d values", in.next, len(in.dst)))
+	}
+	resp, err := h.s.svc.Push(stream.Context(), req)
+	if err != nil {
+		return toStatus(err)
+	}
+	if resp == nil {
+		return status.Error(codes.Internal, "service returned no response")
+	}
+	return stream.SendAndClose(&pb.PushResponse{Versions: resp.Versions})
+}
