@@ -25,7 +25,11 @@ type WaitID uint64
 //     ErrInvalidArgument, a second push from the same worker for the same
 //     step is a duplicate (accepted, ignored). The gradients of step t from
 //     Workers-Backup distinct workers are summed; the last of them gets an
-//     Update holding their mean, and the version becomes t+1.
+//     Update holding their mean, and the version becomes t+1. Sparse
+//     gradients are summed row by row and divided by the number of
+//     gradients aggregated (as TensorFlow's SyncReplicasOptimizer does),
+//     so a row that one of two workers touched gets half its gradient; if
+//     any gradient of the step is dense, the Update is dense.
 //   - SSP: every push is applied at once and raises the worker's clock to
 //     the push's clock. A pull by a worker at clock c waits while the
 //     slowest worker's clock is below c - Staleness.

@@ -220,6 +220,7 @@ func compareKeys(a, b PartKey) int {
 
 func (s *Server) reject(err error) error {
 	s.st.rejected.Add(1)
+	s.log.Debug("request rejected", "err", err)
 	return err
 }
 
