@@ -1,0 +1,246 @@
+package runtime
+
+import (
+	"github.com/flowps/flowps/runtime/blas"
+)
+
+// convGeom is the geometry of a Conv2D or MaxPool on NHWC data.
+type convGeom struct {
+	n, h, w, c     int
+	kh, kw         int
+	sh, sw         int
+	oh, ow         int
+	padTop, padLft int
+}
+
+func newGeom(x Shape, kh, kw int, st [2]int, same bool) (convGeom, error) {
+	if x.Rank() != 4 {
+		return convGeom{}, errorf(ErrShape, "input %v is not NHWC", x)
+	}
+	g := convGeom{n: x[0], h: x[1], w: x[2], c: x[3], kh: kh, kw: kw, sh: st[0], sw: st[1]}
+	g.oh, g.ow = convOut(g.h, kh, g.sh, same), convOut(g.w, kw, g.sw, same)
+	if same {
+		g.padTop = max((g.oh-1)*g.sh+kh-g.h, 0) / 2
+		g.padLft = max((g.ow-1)*g.sw+kw-g.w, 0) / 2
+	}
+	return g, nil
+}
+
+// im2col writes, for images [b0, b0+nb), one row per output pixel holding
+// the kh×kw×c input patch (zeros outside the image).
+func (g *convGeom) im2col(x []float32, b0, nb int, cols []float32) {
+	K := g.kh * g.kw * g.c
+	r := 0
+	for b := b0; b < b0+nb; b++ {
+		img := x[b*g.h*g.w*g.c:]
+		for oy := 0; oy < g.oh; oy++ {
+			for ox := 0; ox < g.ow; ox++ {
+				row := cols[r*K : (r+1)*K]
+				r++
+				p := 0
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLft + kx
+						dst := row[p : p+g.c]
+						p += g.c
+						if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
+							clear(dst)
+							continue
+						}
+						copy(dst, img[(iy*g.w+ix)*g.c:])
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds patch rows back into dx (the adjoint of im2col).
+func (g *convGeom) col2im(cols []float32, b0, nb int, dx []float32) {
+	K := g.kh * g.kw * g.c
+	r := 0
+	for b := b0; b < b0+nb; b++ {
+		img := dx[b*g.h*g.w*g.c:]
+		for oy := 0; oy < g.oh; oy++ {
+			for ox := 0; ox < g.ow; ox++ {
+				row := cols[r*K : (r+1)*K]
+				r++
+				p := 0
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLft + kx
+						src := row[p : p+g.c]
+						p += g.c
+						if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
+							continue
+						}
+						d := img[(iy*g.w+ix)*g.c : (iy*g.w+ix+1)*g.c]
+						for i, v := range src {
+							d[i] += v
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// chunk is how many images one im2col buffer holds (about 4 MiB).
+func (g *convGeom) chunk() int {
+	per := g.oh * g.ow * g.kh * g.kw * g.c
+	return max(1, min(g.n, (1<<20)/max(per, 1)))
+}
+
+func convArgs(n *pnode, x, f *Tensor) (convGeom, int, error) {
+	if err := wantF(x, "input"); err != nil {
+		return convGeom{}, 0, err
+	}
+	if err := wantF(f, "filter"); err != nil {
+		return convGeom{}, 0, err
+	}
+	if x.Shape.Rank() != 4 || f.Shape.Rank() != 4 || x.Shape[3] != f.Shape[2] {
+		return convGeom{}, 0, errorf(ErrShape, "input %v does not fit filter %v", x.Shape, f.Shape)
+	}
+	g, err := newGeom(x.Shape, f.Shape[0], f.Shape[1], n.a.strides, n.a.same)
+	return g, f.Shape[3], err
+}
+
+func kConv2D(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
+	x, f := in[0], in[1]
+	g, co, err := convArgs(n, x, f)
+	if err != nil {
+		return err
+	}
+	o := k.alloc(out, g.n, g.oh, g.ow, co)
+	K := g.kh * g.kw * g.c
+	ch := g.chunk()
+	cols := k.scratch(ch * g.oh * g.ow * K)
+	defer k.free(cols)
+	for b0 := 0; b0 < g.n; b0 += ch {
+		nb := min(ch, g.n-b0)
+		m := nb * g.oh * g.ow
+		g.im2col(x.F, b0, nb, cols)
+		blas.Sgemm(false, false, m, co, K, 1, cols, K, f.F, co, 0, o[b0*g.oh*g.ow*co:], co)
+	}
+	return nil
+}
+
+// kConvInputGrad: in = dy, x, filter.
+func kConvInputGrad(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
+	dy, x, f := in[0], in[1], in[2]
+	g, co, err := convArgs(n, x, f)
+	if err != nil {
+		return err
+	}
+	if !dy.Shape.Equal(Shape{g.n, g.oh, g.ow, co}) {
+		return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, co)
+	}
+	dx := k.alloc(out, x.Shape...)
+	clear(dx)
+	K := g.kh * g.kw * g.c
+	ch := g.chunk()
+	cols := k.scratch(ch * g.oh * g.ow * K)
+	defer k.free(cols)
+	for b0 := 0; b0 < g.n; b0 += ch {
+		nb := min(ch, g.n-b0)
+		m := nb * g.oh * g.ow
+		blas.Sgemm(false, true, m, K, co, 1, dy.F[b0*g.oh*g.ow*co:], co, f.F, co, 0, cols, K)
+		g.col2im(cols, b0, nb, dx)
+	}
+	return nil
+}
+
+// kConvFilterGrad: in = dy, x, filter.
+func kConvFilterGrad(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
+	dy, x, f := in[0], in[1], in[2]
+	g, co, err := convArgs(n, x, f)
+	if err != nil {
+		return err
+	}
+	if !dy.Shape.Equal(Shape{g.n, g.oh, g.ow, co}) {
+		return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, co)
+	}
+	df := k.alloc(out, f.Shape...)
+	clear(df)
+	K := g.kh * g.kw * g.c
+	ch := g.chunk()
+	cols := k.scratch(ch * g.oh * g.ow * K)
+	defer k.free(cols)
+	for b0 := 0; b0 < g.n; b0 += ch {
+		nb := min(ch, g.n-b0)
+		m := nb * g.oh * g.ow
+		g.im2col(x.F, b0, nb, cols)
+		blas.Sgemm(true, false, K, co, m, 1, cols, K, dy.F[b0*g.oh*g.ow*co:], co, 1, df, co)
+	}
+	return nil
+}
+
+// kMaxPool computes MaxPool (in = x) or MaxPoolGrad (in = dy, x, y): the
+// gradient goes to the first maximal element of each window.
+func kMaxPool(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
+	var dy *Tensor
+	if n.op == opMaxPoolGrad {
+		dy, in = in[0], in[1:]
+	}
+	x := in[0]
+	if err := wantF(x, "input"); err != nil {
+		return err
+	}
+	g, err := newGeom(x.Shape, n.a.ksize[0], n.a.ksize[1], n.a.strides, n.a.same)
+	if err != nil {
+		return err
+	}
+	var o []float32
+	if dy != nil {
+		if !dy.Shape.Equal(Shape{g.n, g.oh, g.ow, g.c}) {
+			return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, g.c)
+		}
+		o = k.alloc(out, x.Shape...)
+		clear(o)
+	} else {
+		o = k.alloc(out, g.n, g.oh, g.ow, g.c)
+	}
+	for b := 0; b < g.n; b++ {
+		img := x.F[b*g.h*g.w*g.c:]
+		for oy := 0; oy < g.oh; oy++ {
+			for ox := 0; ox < g.ow; ox++ {
+				oi := ((b*g.oh+oy)*g.ow + ox) * g.c
+				for ci := 0; ci < g.c; ci++ {
+					best, bi := float32(0), -1
+					for ky := 0; ky < g.kh; ky++ {
+						iy := oy*g.sh - g.padTop + ky
+						if iy < 0 || iy >= g.h {
+							continue
+						}
+						for kx := 0; kx < g.kw; kx++ {
+							ix := ox*g.sw - g.padLft + kx
+							if ix < 0 || ix >= g.w {
+								continue
+							}
+							p := (iy*g.w+ix)*g.c + ci
+							if v := img[p]; bi < 0 || v > best {
+								best, bi = v, p
+							}
+						}
+					}
+					if dy == nil {
+						o[oi+ci] = best
+					} else if bi >= 0 {
+						o[b*g.h*g.w*g.c+bi] += dy.F[oi+ci]
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// axpy computes y += a*x.
+func axpy(a float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
