@@ -72,7 +72,7 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 		_ = m.Leave(lctx)
 		return m.Shutdown()
 	})
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	jctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 	defer cancel()
 	if _, err := m.Join(jctx, []string{cfg.Join}); err != nil {
 		return fmt.Errorf("cannot join the cluster at --join %s: %w", cfg.Join, err)
@@ -85,7 +85,7 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 		}
 		select {
 		case <-jctx.Done():
-			return fmt.Errorf("joined %s but no parameter server (psd) appeared within 10s: %w", cfg.Join, jctx.Err())
+			return fmt.Errorf("joined %s but no parameter server (psd) appeared within %v: %w", cfg.Join, cfg.JoinTimeout, jctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

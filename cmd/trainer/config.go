@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/flowps/flowps/models"
 	"github.com/flowps/flowps/ps"
@@ -31,6 +32,8 @@ type config struct {
 	Gossip    string  // HOST:PORT this trainer's gossip binds to (cluster mode)
 	Verbose   bool    // debug logs on stderr
 	Init      string  // glorot | torch
+	// JoinTimeout bounds joining the cluster and waiting for a psd.
+	JoinTimeout time.Duration
 	// EvalBatch is the batch size used to evaluate on the test set.
 	EvalBatch int
 	// ProgressEvery is how often progress is printed, in seconds.
@@ -62,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.EvalBatch, "eval-batch", 1000, "batch size for test-set evaluation")
 	fs.Float64Var(&c.ProgressEvery, "progress", 2, "seconds between progress lines on stderr")
 	fs.StringVar(&c.Init, "init", "torch", "weight initialisation: torch (U(±1/√fan_in) weights and biases, PyTorch's default) or glorot (Glorot-uniform weights, zero biases)")
+	fs.DurationVar(&c.JoinTimeout, "join-timeout", 10*time.Second, "how long --join may take to reach the cluster and see a psd")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -113,6 +117,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--rank %d: want 0 ≤ rank < --workers %d", c.Rank, c.Workers)
 	case c.Staleness < 0:
 		return fmt.Errorf("--staleness %d: want ≥ 0", c.Staleness)
+	case c.JoinTimeout <= 0:
+		return fmt.Errorf("--join-timeout %v: want > 0", c.JoinTimeout)
 	case c.EvalBatch < 1:
 		return fmt.Errorf("--eval-batch %d: want ≥ 1", c.EvalBatch)
 	case !(c.ProgressEvery > 0):

@@ -76,7 +76,7 @@ func loadData(ctx context.Context, spec string, seed int64) (train, test *data.D
 	if spec == "synthetic" {
 		return data.Synthetic(data.SyntheticConfig{
 			Train: 6000, Test: 1000, Shape: []int{28, 28}, Classes: 10,
-			Separation: 0.08, Noise: 1, Seed: uint64(seed),
+			Separation: 0.15, Noise: 1, Seed: uint64(seed),
 		})
 	}
 	dir, err := data.ResolveDir(ctx, spec)
@@ -346,7 +346,7 @@ func (w *worker) evaluate(ctx context.Context, step int64) (acc, loss float64, e
 		if err != nil {
 			return 0, 0, err
 		}
-		correct += float64(a) * float64(len(idx))
+		correct += math.Round(float64(a) * float64(len(idx))) // a is a float32 mean of 0/1
 		lossSum += float64(l) * float64(len(idx))
 	}
 	return correct / float64(n), lossSum / float64(n), nil
