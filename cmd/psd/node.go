@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/sharding"
+	grpctransport "github.com/flowps/flowps/transport/grpc"
+)
+
+// node is one running psd: the parameter server, its gRPC front, its
+// gossip membership and its HTTP endpoints.
+type node struct {
+	cfg     config
+	start   time.Time
+	server  *ps.Server
+	grpc    *grpctransport.Server
+	members *sharding.Membership
+	metrics *metrics
+
+	mu    sync.Mutex
+	epoch uint64
+}
+
+func run(ctx context.Context, cfg config) error {
+	log := cfg.Logger
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+	}
+	defer lis.Close()
+	addr, err := advertised(lis.Addr().String(), cfg.Advertise)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	var httpLis net.Listener
+	if cfg.HTTP != "" {
+		if httpLis, err = net.Listen("tcp", cfg.HTTP); err != nil {
+			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+		}
+		defer httpLis.Close()
+	}
+
+	n := &node{cfg: cfg, start: time.Now()}
+	scfg := ps.DefaultServerConfig()
+	scfg.ID = cfg.ID
+	scfg.Logger = log
+	scfg.Owns = func(ps.PartKey) bool { return false } // until the first view
+	if n.server, err = ps.NewServer(scfg); err != nil {
+		return err
+	}
+	defer n.server.Close()
+
+	host, _ := os.Hostname()
+	self := sharding.Member{ID: cfg.ID, Role: sharding.RolePS, Addr: addr, Host: host, Capacity: cfg.Capacity}
+	mcfg := sharding.MembershipConfig{
+		Self:          self,
+		BindAddr:      cfg.Gossip,
+		AdvertiseAddr: cfg.Advertise,
+		Profile:       cfg.Profile,
+		Logger:        log.With("component", "gossip"),
+	}
+	if n.members, err = sharding.NewMembership(mcfg); err != nil {
+		return fmt.Errorf("--gossip %s: %w", cfg.Gossip, err)
+	}
+	defer n.members.Shutdown()
+	n.metrics = newMetrics(n)
+
+	views, cancelViews := n.members.Subscribe()
+	defer cancelViews()
+	n.applyView(n.members.View())
+
+	if len(cfg.Join) > 0 {
+		jctx, cancel := context.WithTimeout(ctx, cfg.JoinWait)
+		joined, err := n.members.Join(jctx, cfg.Join)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--join %v: %w", cfg.Join, err)
+		}
+		log.Info("joined cluster", "contacted", joined, "members", len(n.members.Members()))
+	}
+
+	n.grpc = grpctransport.NewServer(n.server, grpctransport.ServerConfig{Logger: log.With("component", "grpc")})
+	errc := make(chan error, 2)
+	go func() { errc <- n.grpc.Serve(lis) }()
+	var hs *http.Server
+	if httpLis != nil {
+		hs = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+	}
+	log.Info("psd serving", "grpc", addr, "gossip", cfg.Gossip, "http", cfg.HTTP, "profile", cfg.Profile)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case v, ok := <-views:
+			if !ok {
+				break loop
+			}
+			n.applyView(v)
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	log.Info("psd stopping: leaving the cluster")
+	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.members.Leave(lctx); err != nil {
+		log.Warn("leave", "err", err)
+	}
+	if hs != nil {
+		hs.Shutdown(lctx)
+	}
+	n.grpc.Stop()
+	return runErr
+}
+
+// applyView recomputes which partitions this node owns.
+func (n *node) applyView(v sharding.View) {
+	n.mu.Lock()
+	n.epoch = v.Epoch
+	n.mu.Unlock()
+	members := v.Members
+	self, r := n.cfg.ID, n.cfg.Replicas
+	n.server.SetOwns(func(k ps.PartKey) bool {
+		o := sharding.Place(k.String(), members, r)
+		return len(o) > 0 && o[0].ID == self
+	})
+	n.cfg.Logger.Info("membership view", "epoch", v.Epoch, "members", len(v.Members), "ps", len(v.PS()))
+}
+
+// advertised turns a bound address into one peers can dial: a wildcard host
+// is replaced by --advertise or, failing that, this host's first
+// non-loopback address.
+func advertised(bound, advertise string) (string, error) {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return bound, nil
+	}
+	if advertise != "" {
+		return net.JoinHostPort(advertise, port), nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return net.JoinHostPort(ipn.IP.String(), port), nil
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}
