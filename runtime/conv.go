@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"github.com/flowps/flowps/runtime/blas"
+	gonumblas "gonum.org/v1/gonum/blas/gonum"
 )
 
 // convGeom is the geometry of a Conv2D or MaxPool on NHWC data.
@@ -237,10 +238,9 @@ func kMaxPool(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 	return nil
 }
 
-// axpy computes y += a*x.
+// axpy computes y += a*x (gonum's assembly kernel).
 func axpy(a float32, x, y []float32) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += a * v
+	if len(x) > 0 {
+		gonumblas.Implementation{}.Saxpy(len(x), a, x, 1, y[:len(x)], 1)
 	}
 }

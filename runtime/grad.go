@@ -11,17 +11,29 @@ var gradFuncs map[string]gradFunc
 
 func init() {
 	gradFuncs = map[string]gradFunc{
-		opMatMul:      gradMatMul,
-		opAdd:         gradAddSub,
-		opSub:         gradAddSub,
-		opMul:         gradMul,
-		opDiv:         gradDiv,
-		opBiasAdd:     func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{dy, b.internal(opBiasAddGrad, n.inputs[1].shape, attrs{}, dy)} },
-		opRelu:        func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{b.internal(opReluGrad, n.shape, attrs{}, dy, n)} },
-		opSigmoid:     func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{b.internal(opSigmoidGrad, n.shape, attrs{}, dy, n)} },
-		opTanh:        func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{b.internal(opTanhGrad, n.shape, attrs{}, dy, n)} },
-		opSoftmax:     func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{b.internal(opSoftmaxGrad, n.shape, attrs{}, dy, n)} },
-		opLogSoftmax:  func(b *Builder, n, dy *Node, _ []bool) []*Node { return []*Node{b.internal(opLogSoftmaxGrad, n.shape, attrs{}, dy, n)} },
+		opMatMul: gradMatMul,
+		opAdd:    gradAddSub,
+		opSub:    gradAddSub,
+		opMul:    gradMul,
+		opDiv:    gradDiv,
+		opBiasAdd: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{dy, b.internal(opBiasAddGrad, n.inputs[1].shape, attrs{}, dy)}
+		},
+		opRelu: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{b.internal(opReluGrad, n.shape, attrs{}, dy, n)}
+		},
+		opSigmoid: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{b.internal(opSigmoidGrad, n.shape, attrs{}, dy, n)}
+		},
+		opTanh: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{b.internal(opTanhGrad, n.shape, attrs{}, dy, n)}
+		},
+		opSoftmax: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{b.internal(opSoftmaxGrad, n.shape, attrs{}, dy, n)}
+		},
+		opLogSoftmax: func(b *Builder, n, dy *Node, _ []bool) []*Node {
+			return []*Node{b.internal(opLogSoftmaxGrad, n.shape, attrs{}, dy, n)}
+		},
 		opSparseXent:  gradSparseXent,
 		opSigmoidXent: gradSigmoidXent,
 		opSum:         gradReduce,

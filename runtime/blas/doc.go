@@ -13,8 +13,9 @@
 // Threads: OpenBLAS starts its own thread pool. The runtime's executor
 // already runs independent kernels on GOMAXPROCS workers, so on a small
 // machine one OpenBLAS thread per call is usually fastest; SetThreads
-// changes it (a no-op for the native backend). OPENBLAS_CORETYPE and
-// OPENBLAS_NUM_THREADS from the environment are respected at startup.
+// changes it (a no-op for the native backend). The backend starts with one
+// thread unless OPENBLAS_NUM_THREADS or OMP_NUM_THREADS is set;
+// OPENBLAS_CORETYPE is left to the environment.
 //
 // Sgemm uses row-major storage, as gonum's blas32.General does:
 //
