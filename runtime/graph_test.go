@@ -78,8 +78,12 @@ func TestBuilderKeepsFirstErrorAndDoesNotPanic(t *testing.T) {
 		func(b *Builder) { b.Dropout(b.Placeholder("a", Float32, Shape{1}), 1.5, 0) },
 		func(b *Builder) { b.Sum(b.Placeholder("a", Float32, Shape{1}), []int{3}, false) },
 		func(b *Builder) { b.Placeholder("a", Float32, nil); b.Placeholder("a", Float32, nil) },
-		func(b *Builder) { b.Conv2D(b.Placeholder("a", Float32, Shape{1, 4, 4, 1}), b.Placeholder("f", Float32, Shape{2, 2, 1, 1}), [2]int{0, 1}, Same) },
-		func(b *Builder) { b.MaxPool(b.Placeholder("a", Float32, Shape{1, 4, 4, 1}), [2]int{2, 2}, [2]int{2, 2}, "FULL") },
+		func(b *Builder) {
+			b.Conv2D(b.Placeholder("a", Float32, Shape{1, 4, 4, 1}), b.Placeholder("f", Float32, Shape{2, 2, 1, 1}), [2]int{0, 1}, Same)
+		},
+		func(b *Builder) {
+			b.MaxPool(b.Placeholder("a", Float32, Shape{1, 4, 4, 1}), [2]int{2, 2}, [2]int{2, 2}, "FULL")
+		},
 	} {
 		b := NewBuilder()
 		f(b)
