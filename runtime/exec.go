@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// testHookBeforeKernel, set only by tests, runs before every kernel.
+var testHookBeforeKernel func(n *pnode)
+
 // runState is the execution state of one Run of a plan. It is reused
 // between runs of the same plan (through the plan's sync.Pool) so that a
 // training step allocates almost nothing.
@@ -182,6 +185,9 @@ func (r *runState) worker(k *kctx) {
 		}
 		r.running++
 		r.mu.Unlock()
+		if testHookBeforeKernel != nil {
+			testHookBeforeKernel(n)
+		}
 		t0 := time.Now()
 		err := r.exec(k, i)
 		t1 := time.Now()
