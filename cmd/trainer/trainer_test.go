@@ -39,7 +39,6 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--model", "resnet"}, "unknown --model"},
 		{[]string{"--local", "--model", "resnet"}, "unknown --model"},
 		{[]string{"--local", "--optimizer", "lion"}, "unknown --optimizer"},
 		{[]string{"--local", "--mode", "eventual"}, "unknown --mode"},
@@ -159,7 +158,7 @@ func TestLocalSynthetic(t *testing.T) {
 	if res.TestAccuracy < 0.9 {
 		t.Errorf("test accuracy %.4f < 0.9", res.TestAccuracy)
 	}
-	if res.Steps != 2*6000/32 || res.Epochs != 2 || res.Examples != res.Steps*32 || len(res.EpochTestAccuracy) != 2 {
+	if res.Steps != 2*(6000/32) || res.Epochs != 2 || res.Examples != res.Steps*32 || len(res.EpochTestAccuracy) != 2 {
 		t.Errorf("steps %d epochs %d examples %d", res.Steps, res.Epochs, res.Examples)
 	}
 	if !(res.ExamplesPerSec > 0) || !(res.TrainLoss > 0) || math.IsNaN(res.TestLoss) {
@@ -177,7 +176,7 @@ func TestLocalSynthetic(t *testing.T) {
 // TestSyncMatchesBigBatch checks that sync training with 2 workers at batch
 // B ends where one worker at batch 2B does.
 func TestSyncMatchesBigBatch(t *testing.T) {
-	common := []string{"--local", "--data", "synthetic", "--model", "mlp", "--epochs", "1", "--lr", "0.05", "--mode", "sync", "--seed", "3"}
+	common := []string{"--local", "--data", "synthetic", "--model", "mlp", "--epochs", "1", "--lr", "0.5", "--mode", "sync", "--seed", "3"}
 	code, two, stderr := runTrainer(t, append(common, "--workers", "2", "--batch", "50")...)
 	if code != 0 {
 		t.Fatalf("2 workers: code %d: %s", code, stderr)
@@ -190,8 +189,20 @@ func TestSyncMatchesBigBatch(t *testing.T) {
 	if two.Steps != one.Steps {
 		t.Fatalf("steps %d vs %d", two.Steps, one.Steps)
 	}
-	if math.Abs(two.TestLoss-one.TestLoss) > 1e-3*one.TestLoss || math.Abs(two.TestAccuracy-one.TestAccuracy) > 0.002 {
+	if math.Abs(two.TestLoss-one.TestLoss) > 1e-4*one.TestLoss || math.Abs(two.TestAccuracy-one.TestAccuracy) > 0.002 {
 		t.Errorf("sync 2×50 test loss %.6f acc %.4f, 1×100 test loss %.6f acc %.4f", two.TestLoss, two.TestAccuracy, one.TestLoss, one.TestAccuracy)
+	}
+	if one.TestAccuracy < 0.8 {
+		t.Errorf("1×100 reached only %.4f; the comparison needs a model that learns", one.TestAccuracy)
+	}
+	// The equality is not an accident of the setup: one worker at batch 50
+	// ends elsewhere.
+	code, small, stderr := runTrainer(t, append(common, "--workers", "1", "--batch", "50")...)
+	if code != 0 {
+		t.Fatalf("1×50: code %d: %s", code, stderr)
+	}
+	if math.Abs(small.TestLoss-one.TestLoss) < 1e-3*one.TestLoss {
+		t.Errorf("1×50 test loss %.6f equals 1×100's %.6f: the check cannot fail", small.TestLoss, one.TestLoss)
 	}
 	if two.TotalExamplesPerSec <= 0 {
 		t.Errorf("total examples/s %v", two.TotalExamplesPerSec)
@@ -252,8 +263,8 @@ func TestShapeDisagreement(t *testing.T) {
 // TestMNISTMLPOneEpoch: the MLP reaches 0.90 on real MNIST after one epoch
 // (PyTorch's reference with the same setup: 0.916).
 func TestMNISTMLPOneEpoch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short mode: skipping the MNIST epoch")
+	if testing.Short() || raceEnabled {
+		t.Skip("short mode or race detector: skipping the MNIST epoch (run without -race to check accuracy)")
 	}
 	if _, err := data.ResolveDir(t.Context(), "mnist"); err != nil {
 		t.Skipf("real MNIST not available, skipping: %v", err)
