@@ -35,6 +35,8 @@ type runState struct {
 	step     int64
 	training bool
 
+	byOp map[string]time.Duration // kernel time per op type (RunArgs.Profile)
+
 	start, busyFrom, lastKernel time.Time
 	busy                        time.Duration
 	st                          Stats
@@ -72,6 +74,10 @@ func (r *runState) reset(ctx context.Context, args RunArgs, start time.Time) {
 	r.ctx, r.step, r.training = ctx, args.Step, args.Training
 	r.start, r.busy, r.lastKernel = start, 0, start
 	r.st = Stats{Runs: 1}
+	r.byOp = nil
+	if args.Profile {
+		r.byOp = map[string]time.Duration{}
+	}
 	for _, k := range r.kcs {
 		k.step, k.training, k.hits, k.misses = args.Step, args.Training, 0, 0
 	}
@@ -87,7 +93,7 @@ func (r *runState) run(parent context.Context, args RunArgs, start time.Time) (*
 	for j, fi := range p.feedIdx {
 		r.vals[fi] = *args.Feeds[p.feeds[j]]
 		r.vals[fi].Rows, r.vals[fi].DenseShape = nil, nil
-		r.finishLocked(fi)
+		r.finishLocked(fi, false)
 	}
 	r.ready = append(r.ready, p.roots...)
 	if len(p.recvs) > 0 {
@@ -130,6 +136,7 @@ func (r *runState) run(parent context.Context, args RunArgs, start time.Time) (*
 		st.PoolHits += k.hits
 		st.PoolMisses += k.misses
 	}
+	st.ByOp = r.byOp
 	res := &Result{Values: make([]*Tensor, len(p.fetch)), Stats: st}
 	for j, f := range p.fetch {
 		res.Values[j] = r.fetchValue(f)
@@ -199,11 +206,14 @@ func (r *runState) worker(k *kctx) {
 			r.busy += t1.Sub(r.busyFrom)
 			r.lastKernel = t1
 		}
+		if r.byOp != nil {
+			r.byOp[n.op] += t1.Sub(t0)
+		}
 		if err != nil {
 			r.failLocked(err)
 			return
 		}
-		r.finishLocked(i)
+		r.finishLocked(i, true)
 	}
 }
 
@@ -243,7 +253,7 @@ func (r *runState) exec(k *kctx, i int) error {
 
 // finishLocked marks node i done: it releases the buffers it read and
 // makes its consumers ready.
-func (r *runState) finishLocked(i int) {
+func (r *runState) finishLocked(i int, byWorker bool) {
 	n := &r.p.nodes[i]
 	for _, in := range n.in {
 		r.release(in)
@@ -260,12 +270,19 @@ func (r *runState) finishLocked(i int) {
 		}
 	}
 	r.remaining--
-	if r.remaining == 0 {
+	switch {
+	case r.remaining == 0:
 		r.cond.Broadcast()
-	} else if woke > 1 || (woke == 1 && r.p.nodes[n.succ[0]].async) {
-		r.cond.Broadcast()
-	} else if woke == 1 {
+	case woke == 0:
+	case byWorker:
+		// The calling worker takes one ready node itself.
+		for j := 1; j < woke; j++ {
+			r.cond.Signal()
+		}
+	case woke == 1:
 		r.cond.Signal()
+	default:
+		r.cond.Broadcast()
 	}
 }
 
@@ -313,7 +330,7 @@ func (r *runState) pullDense(ctx context.Context) {
 		r.owner[i] = int32(i)
 		r.refs[i] = int32(n.uses)
 		r.st.PullBytes += int64(4 * len(reqs[j].Dst))
-		r.finishLocked(i)
+		r.finishLocked(i, false)
 	}
 }
 
@@ -368,7 +385,7 @@ func (r *runState) io(i int) {
 		r.owner[i] = int32(i)
 		r.refs[i] = int32(n.uses)
 	}
-	r.finishLocked(i)
+	r.finishLocked(i, false)
 }
 
 // gatherVar pulls the distinct rows that ids name and gathers them.

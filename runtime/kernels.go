@@ -738,9 +738,13 @@ func kReshape(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 			prod *= d
 		}
 	}
-	if unk >= 0 && prod > 0 {
-		out.Shape[unk] = total / prod
-		prod *= out.Shape[unk]
+	if unk >= 0 {
+		if prod > 0 {
+			out.Shape[unk] = total / prod
+			prod *= out.Shape[unk]
+		} else {
+			out.Shape[unk] = 0
+		}
 	}
 	if prod != total {
 		return errorf(ErrShape, "cannot reshape %v (%d elements) to %v", x.Shape, total, target)

@@ -131,6 +131,8 @@ type RunArgs struct {
 	Fetches []*Node
 	// Targets are run for their effect (Push, Group from Minimize).
 	Targets []*Node
+	// Profile fills Stats.ByOp with the kernel time per op type.
+	Profile bool
 }
 
 // Result is what Run returns.
@@ -166,6 +168,9 @@ type Stats struct {
 	// PoolHits and PoolMisses count buffer requests served from the pool
 	// or freshly allocated.
 	PoolHits, PoolMisses int64
+	// ByOp is the kernel time per op type ("FusedMatMul", "ReluGrad",
+	// ...), only for runs with RunArgs.Profile (Session.Stats sums them).
+	ByOp map[string]time.Duration
 }
 
 func (a *Stats) add(b Stats) {
@@ -183,6 +188,14 @@ func (a *Stats) add(b Stats) {
 	a.PushBytes += b.PushBytes
 	a.PoolHits += b.PoolHits
 	a.PoolMisses += b.PoolMisses
+	if b.ByOp != nil {
+		if a.ByOp == nil {
+			a.ByOp = map[string]time.Duration{}
+		}
+		for k, v := range b.ByOp {
+			a.ByOp[k] += v
+		}
+	}
 }
 
 // String renders the stats on one line.

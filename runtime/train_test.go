@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/flowps/flowps/runtime/blas"
 )
@@ -147,6 +148,20 @@ func BenchmarkMLPStep(b *testing.B) {
 			b.ReportMetric(float64(st.Compute.Microseconds())/float64(st.Runs), "compute-µs/op")
 			b.ReportMetric(float64(st.Idle.Microseconds())/float64(st.Runs), "idle-µs/op")
 			b.Logf("backend %s threads %d: %v", blas.Backend(), blas.Threads(), st)
+			// Where kernel time goes, over 20 profiled steps.
+			b.StopTimer()
+			args.Profile = true
+			prof := map[string]time.Duration{}
+			for i := 0; i < 20; i++ {
+				res, err := s.Run(ctx, args)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for k, v := range res.Stats.ByOp {
+					prof[k] += v / 20
+				}
+			}
+			b.Logf("per-step kernel time by op: %v", prof)
 		})
 	}
 }
