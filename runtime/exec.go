@@ -179,6 +179,10 @@ func (r *runState) worker(k *kctx) {
 		if r.remaining == 0 || r.err != nil {
 			return
 		}
+		if err := r.ctx.Err(); err != nil {
+			r.failLocked(fmt.Errorf("runtime: run at step %d: %w", r.step, err))
+			return
+		}
 		i := r.ready[len(r.ready)-1]
 		r.ready = r.ready[:len(r.ready)-1]
 		n := &r.p.nodes[i]

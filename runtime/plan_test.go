@@ -398,3 +398,18 @@ func TestDropoutModes(t *testing.T) {
 	}
 	t.Logf("dropped %d, mean %.3f", zeros, sum/10000)
 }
+
+func TestCanceledRun(t *testing.T) {
+	m := buildMLP(t, 4, 3)
+	s, err := NewSession(context.Background(), m.g, SessionConfig{Store: NewMemStore(0.1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	x := randTensor(newRandSource(2).r, Shape{2, 4}, -1, 1)
+	_, err = s.Run(ctx, RunArgs{Feeds: Feeds{m.x: x, m.y: ints(Shape{2}, 0, 2)}, Targets: []*Node{m.train}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
