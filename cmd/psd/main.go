@@ -58,6 +58,9 @@ type config struct {
 	LogLevel  slog.Level
 	LogJSON   bool
 	Logger    *slog.Logger
+
+	securityConfig   // security.go: --tls-*, --http-tls, --gossip-key
+	checkpointConfig // checkpoint.go: --checkpoint-*, --restore
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -78,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.JoinWait, "join-timeout", 30*time.Second, "how long to keep trying the --join addresses before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log as JSON lines instead of text")
+	c.securityConfig.addFlags(fs)
+	c.checkpointConfig.addFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `psd: the flowps parameter-server daemon.
 
@@ -117,6 +122,12 @@ Usage: psd [flags]
 	}
 	if c.Profile != "lan" && c.Profile != "local" {
 		return c, fmt.Errorf("--profile %q: want lan or local", c.Profile)
+	}
+	if err := c.securityConfig.resolve(c.HTTP); err != nil {
+		return c, err
+	}
+	if err := c.checkpointConfig.resolve(c.DataDir); err != nil {
+		return c, err
 	}
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	var h slog.Handler = slog.NewTextHandler(stderr, opts)
