@@ -179,7 +179,8 @@ func kConvFilterGrad(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 }
 
 // kMaxPool computes MaxPool (in = x) or MaxPoolGrad (in = dy, x, y): the
-// gradient goes to the first maximal element of each window.
+// gradient goes to the first maximal element of each window. Loops run
+// over the channels innermost, where NHWC data is contiguous.
 func kMaxPool(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 	var dy *Tensor
 	if n.op == opMaxPoolGrad {
@@ -193,44 +194,77 @@ func kMaxPool(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 	if err != nil {
 		return err
 	}
-	var o []float32
+	C := g.c
+	var o, best []float32
+	var arg []int32
 	if dy != nil {
-		if !dy.Shape.Equal(Shape{g.n, g.oh, g.ow, g.c}) {
-			return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, g.c)
+		if !dy.Shape.Equal(Shape{g.n, g.oh, g.ow, C}) {
+			return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, C)
 		}
 		o = k.alloc(out, x.Shape...)
 		clear(o)
+		best = make([]float32, C)
+		arg = make([]int32, C)
 	} else {
-		o = k.alloc(out, g.n, g.oh, g.ow, g.c)
+		o = k.alloc(out, g.n, g.oh, g.ow, C)
 	}
+	if C == 0 {
+		return nil
+	}
+	offs := make([]int, 0, g.kh*g.kw)
 	for b := 0; b < g.n; b++ {
-		img := x.F[b*g.h*g.w*g.c:]
+		base := b * g.h * g.w * C
+		img := x.F[base : base+g.h*g.w*C]
 		for oy := 0; oy < g.oh; oy++ {
 			for ox := 0; ox < g.ow; ox++ {
-				oi := ((b*g.oh+oy)*g.ow + ox) * g.c
-				for ci := 0; ci < g.c; ci++ {
-					best, bi := float32(0), -1
-					for ky := 0; ky < g.kh; ky++ {
-						iy := oy*g.sh - g.padTop + ky
-						if iy < 0 || iy >= g.h {
-							continue
-						}
-						for kx := 0; kx < g.kw; kx++ {
-							ix := ox*g.sw - g.padLft + kx
-							if ix < 0 || ix >= g.w {
-								continue
-							}
-							p := (iy*g.w+ix)*g.c + ci
-							if v := img[p]; bi < 0 || v > best {
-								best, bi = v, p
-							}
+				offs = offs[:0]
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky
+					if iy < 0 || iy >= g.h {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLft + kx
+						if ix >= 0 && ix < g.w {
+							offs = append(offs, (iy*g.w+ix)*C)
 						}
 					}
+				}
+				oi := ((b*g.oh+oy)*g.ow + ox) * C
+				if len(offs) == 0 {
 					if dy == nil {
-						o[oi+ci] = best
-					} else if bi >= 0 {
-						o[b*g.h*g.w*g.c+bi] += dy.F[oi+ci]
+						clear(o[oi : oi+C])
 					}
+					continue
+				}
+				if dy == nil {
+					dst := o[oi : oi+C]
+					copy(dst, img[offs[0]:offs[0]+C])
+					for _, p := range offs[1:] {
+						src := img[p : p+C]
+						for c, v := range src {
+							if v > dst[c] {
+								dst[c] = v
+							}
+						}
+					}
+					continue
+				}
+				copy(best, img[offs[0]:offs[0]+C])
+				for c := range arg {
+					arg[c] = int32(offs[0] + c)
+				}
+				for _, p := range offs[1:] {
+					src := img[p : p+C]
+					for c, v := range src {
+						if v > best[c] {
+							best[c], arg[c] = v, int32(p+c)
+						}
+					}
+				}
+				dimg := o[base : base+g.h*g.w*C]
+				for c, a := range arg {
+					dimg[a] += dy.F[oi+c]
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -122,46 +123,90 @@ func mnistLikeBatch(r *rand.Rand, n int) (*Tensor, *Tensor) {
 }
 
 // BenchmarkMLPStep is one training step of the MNIST MLP 784-256-128-10
-// at batch 128 against a MemStore (pull, forward, backward, SGD push).
-// Run with -tags openblas for the OpenBLAS backend.
+// at batch 128 against a MemStore (pull, forward, backward, SGD push), for
+// executor workers × OpenBLAS threads. Run with -tags openblas for the
+// OpenBLAS backend (the gonum backend has no thread setting).
 func BenchmarkMLPStep(b *testing.B) {
-	for _, w := range []int{1, 2} {
-		b.Run("workers="+string(rune('0'+w)), func(b *testing.B) {
-			ctx := context.Background()
-			m := buildMLP(b, 784, 256, 128, 10)
-			s, err := NewSession(ctx, m.g, SessionConfig{Store: NewMemStore(0.01), Workers: w})
-			if err != nil {
-				b.Fatal(err)
+	for _, c := range []struct{ workers, threads int }{{1, 1}, {2, 1}, {1, 2}, {2, 2}} {
+		b.Run(fmt.Sprintf("workers=%d/blas=%d", c.workers, c.threads), func(b *testing.B) {
+			if c.threads > 1 && blas.Backend() != "openblas" {
+				b.Skip("gonum backend has no thread setting")
 			}
-			x, y := mnistLikeBatch(rand.New(rand.NewPCG(1, 1)), 128)
-			args := RunArgs{Training: true, Feeds: Feeds{m.x: x, m.y: y}, Targets: []*Node{m.train}}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				args.Step = int64(i)
-				if _, err := s.Run(ctx, args); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(128*b.N)/b.Elapsed().Seconds(), "examples/s")
-			st := s.Stats()
-			b.ReportMetric(float64(st.Compute.Microseconds())/float64(st.Runs), "compute-µs/op")
-			b.ReportMetric(float64(st.Idle.Microseconds())/float64(st.Runs), "idle-µs/op")
-			b.Logf("backend %s threads %d: %v", blas.Backend(), blas.Threads(), st)
-			// Where kernel time goes, over 20 profiled steps.
-			b.StopTimer()
-			args.Profile = true
-			prof := map[string]time.Duration{}
-			for i := 0; i < 20; i++ {
-				res, err := s.Run(ctx, args)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for k, v := range res.Stats.ByOp {
-					prof[k] += v / 20
-				}
-			}
-			b.Logf("per-step kernel time by op: %v", prof)
+			blas.SetThreads(c.threads)
+			defer blas.SetThreads(1)
+			benchStep(b, buildMLP(b, 784, 256, 128, 10), c.workers, func(r *rand.Rand) (*Tensor, *Tensor) { return mnistLikeBatch(r, 128) })
 		})
 	}
+}
+
+// BenchmarkCNNStep is one training step of a LeNet-style CNN on 28×28
+// images (conv 5×5×32, pool, conv 5×5×64, pool, dense 512, dense 10) at
+// batch 32.
+func BenchmarkCNNStep(b *testing.B) {
+	b.Run("batch=32", func(b *testing.B) {
+		bd := NewBuilder()
+		m := &mlpModel{}
+		m.x = bd.Placeholder("x", Float32, Shape{-1, 784})
+		m.y = bd.Placeholder("y", Int64, Shape{-1})
+		h := bd.Reshape(m.x, Shape{-1, 28, 28, 1})
+		layer := 0
+		conv := func(h *Node, cin, cout int) *Node {
+			layer++
+			f := bd.Variable(fmt.Sprintf("conv%d/f", layer), Shape{5, 5, cin, cout}, GlorotUniform(int64(layer)))
+			fb := bd.Variable(fmt.Sprintf("conv%d/b", layer), Shape{cout}, ZerosInit())
+			return bd.MaxPool(bd.Relu(bd.BiasAdd(bd.Conv2D(h, f, [2]int{1, 1}, Same), fb)), [2]int{2, 2}, [2]int{2, 2}, Same)
+		}
+		h = bd.Reshape(conv(conv(h, 1, 32), 32, 64), Shape{-1, 7 * 7 * 64})
+		w1 := bd.Variable("fc1/w", Shape{7 * 7 * 64, 512}, GlorotUniform(5))
+		b1 := bd.Variable("fc1/b", Shape{512}, ZerosInit())
+		h = bd.Relu(bd.BiasAdd(bd.MatMul(h, w1, false, false), b1))
+		w2 := bd.Variable("fc2/w", Shape{512, 10}, GlorotUniform(6))
+		b2 := bd.Variable("fc2/b", Shape{10}, ZerosInit())
+		m.logits = bd.BiasAdd(bd.MatMul(h, w2, false, false), b2)
+		m.loss = bd.Mean(bd.SparseSoftmaxCrossEntropyWithLogits(m.logits, m.y), nil, false)
+		m.train = bd.Minimize(m.loss, nil)
+		g, err := bd.Build()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.g = g
+		benchStep(b, m, 0, func(r *rand.Rand) (*Tensor, *Tensor) { return mnistLikeBatch(r, 32) })
+	})
+}
+
+func benchStep(b *testing.B, m *mlpModel, workers int, batch func(*rand.Rand) (*Tensor, *Tensor)) {
+	ctx := context.Background()
+	s, err := NewSession(ctx, m.g, SessionConfig{Store: NewMemStore(0.01), Workers: workers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x, y := batch(rand.New(rand.NewPCG(1, 1)))
+	n := x.Shape[0]
+	args := RunArgs{Training: true, Feeds: Feeds{m.x: x, m.y: y}, Targets: []*Node{m.train}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		args.Step = int64(i)
+		if _, err := s.Run(ctx, args); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "examples/s")
+	st := s.Stats()
+	b.ReportMetric(float64(st.Compute.Microseconds())/float64(st.Runs), "compute-µs/op")
+	b.ReportMetric(float64(st.Idle.Microseconds())/float64(st.Runs), "idle-µs/op")
+	b.StopTimer()
+	// Where kernel time goes, over 10 profiled steps.
+	args.Profile = true
+	prof := map[string]time.Duration{}
+	for i := 0; i < 10; i++ {
+		res, err := s.Run(ctx, args)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for k, v := range res.Stats.ByOp {
+			prof[k] += v / 10
+		}
+	}
+	b.Logf("backend %s threads %d: %v; per-step kernel time by op: %v", blas.Backend(), blas.Threads(), st, prof)
 }
