@@ -32,6 +32,8 @@ type config struct {
 	Gossip    string  // HOST:PORT this trainer's gossip binds to (cluster mode)
 	Verbose   bool    // debug logs on stderr
 	Init      string  // glorot | torch
+	Transport string  // grpc
+	Compress  string  // none | s2 | zstd
 	// JoinTimeout bounds joining the cluster and waiting for a psd.
 	JoinTimeout time.Duration
 	// EvalBatch is the batch size used to evaluate on the test set.
@@ -66,6 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.ProgressEvery, "progress", 2, "seconds between progress lines on stderr")
 	fs.StringVar(&c.Init, "init", "torch", "weight initialisation: torch (U(±1/√fan_in) weights and biases, PyTorch's default) or glorot (Glorot-uniform weights, zero biases)")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", 10*time.Second, "how long --join may take to reach the cluster and see a psd")
+	fs.StringVar(&c.Transport, "transport", "grpc", "transport to the parameter servers with --join: grpc (the trainer does not select RDMA yet)")
+	fs.StringVar(&c.Compress, "compress", "none", "wire compression with --join: none, s2 or zstd")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -87,6 +91,17 @@ func (c *config) validate() error {
 		if _, _, err := net.SplitHostPort(c.Join); err != nil {
 			return fmt.Errorf("--join %q: %v", c.Join, err)
 		}
+	}
+	if c.Transport != "grpc" {
+		return fmt.Errorf("--transport %q: this trainer supports only grpc (RDMA selection is not wired into the trainer yet)", c.Transport)
+	}
+	switch c.Compress {
+	case "none", "s2", "zstd":
+	default:
+		return fmt.Errorf("unknown --compress %q (want none, s2 or zstd)", c.Compress)
+	}
+	if c.Local && c.Compress != "none" {
+		return errors.New("--compress applies to --join only: --local has no wire")
 	}
 	if c.Init != string(models.InitTorch) && c.Init != string(models.InitGlorot) {
 		return fmt.Errorf("unknown --init %q (want torch or glorot)", c.Init)

@@ -1,13 +1,18 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/flowps/flowps/ps"
+	grpctransport "github.com/flowps/flowps/transport/grpc"
 )
 
-// newDialer returns the transport dialer for --join.
+// newDialer returns the transport dialer for --join: gRPC, with the wire
+// compression --compress names.
 func newDialer(cfg *config, logger *slog.Logger) (ps.Dialer, func() error, error) {
-	return nil, nil, errors.New("no transport available yet")
+	d := grpctransport.NewDialer(grpctransport.DialerConfig{
+		Compression: cfg.Compress,
+		Logger:      logger.With("component", "grpc"),
+	})
+	return d, d.Close, nil
 }
