@@ -141,15 +141,16 @@ type frameIn struct {
 // errFrame marks malformed tensor frames.
 var errFrame = fmt.Errorf("%w: malformed frame", ps.ErrInvalidArgument)
 
-// unmarshal decodes one frame, remembering the first error in f.err so that
-// the receiver can report it with its ps code (gRPC reports any codec error
-// as codes.Internal).
+// unmarshal decodes one frame. It reports a malformed frame in f.err and
+// returns nil, because gRPC would turn any codec error into a bare
+// codes.Internal status, sent by gRPC itself before the handler could send
+// the ps code; the receiver checks f.err after every RecvMsg. Once f.err is
+// set, later frames are ignored.
 func (f *frameIn) unmarshal(data mem.BufferSlice) error {
-	err := f.decode(data)
-	if err != nil && f.err == nil {
-		f.err = err
+	if f.err == nil {
+		f.err = f.decode(data)
 	}
-	return err
+	return nil
 }
 
 func (f *frameIn) decode(data mem.BufferSlice) error {

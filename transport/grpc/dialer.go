@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 )
 
 // Dialer dials parameter servers over gRPC. It implements ps.Dialer.
@@ -74,6 +75,7 @@ func NewDialer(cfg DialerConfig) *Dialer {
 	}
 	d.opts = []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		experimental.WithBufferPool(sharedPool),
 		grpc.WithDefaultCallOptions(callOpts...),
 		grpc.WithInitialWindowSize(d.c.window),
 		grpc.WithInitialConnWindowSize(d.c.window),
@@ -131,8 +133,8 @@ func (d *Dialer) release(p *peer) {
 	}
 }
 
-// Close closes every connection; Services dialed from d fail with
-// ps.ErrUnavailable afterwards, and Dial with ps.ErrClosed. Idempotent.
+// Close closes every connection; calls on Services dialed from d and Dial
+// fail with ps.ErrClosed afterwards. Idempotent.
 func (d *Dialer) Close() error {
 	d.mu.Lock()
 	peers := d.peers
@@ -154,6 +156,17 @@ type client struct {
 	closed atomic.Bool
 }
 
+// fail converts the error of call op into a ps error.
+func (c *client) fail(ctx context.Context, op string, err error) error {
+	c.d.mu.Lock()
+	closed := c.d.closed
+	c.d.mu.Unlock()
+	if closed || c.closed.Load() {
+		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, ps.ErrClosed)
+	}
+	return fromStatus(ctx, op, c.p.addr, err)
+}
+
 func (c *client) check(ctx context.Context, op string) error {
 	if c.closed.Load() {
 		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, ps.ErrClosed)
@@ -171,7 +184,7 @@ func (c *client) Create(ctx context.Context, req *ps.CreateRequest) (*ps.CreateR
 	}
 	out := &pb.CreateResponse{}
 	if err := c.p.conn().Invoke(ctx, pb.ParameterServer_Create_FullMethodName, createToPB(req), out); err != nil {
-		return nil, fromStatus(ctx, "create", c.p.addr, err)
+		return nil, c.fail(ctx, "create", err)
 	}
 	return &ps.CreateResponse{Versions: versionsFromPB(out.Versions)}, nil
 }
@@ -185,13 +198,13 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 	defer cancel()
 	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[0], pb.ParameterServer_Pull_FullMethodName)
 	if err != nil {
-		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+		return nil, c.fail(ctx, "pull", err)
 	}
 	if err := stream.SendMsg(pullToPB(req)); err != nil && err != io.EOF {
-		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+		return nil, c.fail(ctx, "pull", err)
 	}
 	if err := stream.CloseSend(); err != nil {
-		return nil, fromStatus(ctx, "pull", c.p.addr, err)
+		return nil, c.fail(ctx, "pull", err)
 	}
 	var resp *ps.PullResponse
 	in := &frameIn{header: &pb.PullHeader{}, maxHeader: c.d.c.maxMessageBytes}
@@ -202,14 +215,14 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 	}
 	for {
 		err := stream.RecvMsg(in)
+		if in.err != nil {
+			return nil, fmt.Errorf("grpc pull %s: %w", c.p.addr, in.err)
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if in.err != nil {
-				return nil, fmt.Errorf("grpc pull %s: %w", c.p.addr, in.err)
-			}
-			return nil, fromStatus(ctx, "pull", c.p.addr, err)
+			return nil, c.fail(ctx, "pull", err)
 		}
 	}
 	if !in.gotHeader {
@@ -231,22 +244,22 @@ func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRespons
 	defer cancel()
 	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[1], pb.ParameterServer_Push_FullMethodName)
 	if err != nil {
-		return nil, fromStatus(ctx, "push", c.p.addr, err)
+		return nil, c.fail(ctx, "push", err)
 	}
 	header, vals := pushHeader(req)
 	err = sendFrames(header, vals, c.d.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
 	// io.EOF means the server ended the call early; its status follows.
 	if err != nil && err != io.EOF {
-		return nil, fromStatus(ctx, "push", c.p.addr, err)
+		return nil, c.fail(ctx, "push", err)
 	}
 	if err == nil {
 		if err := stream.CloseSend(); err != nil {
-			return nil, fromStatus(ctx, "push", c.p.addr, err)
+			return nil, c.fail(ctx, "push", err)
 		}
 	}
 	out := &pb.PushResponse{}
 	if err := stream.RecvMsg(out); err != nil {
-		return nil, fromStatus(ctx, "push", c.p.addr, err)
+		return nil, c.fail(ctx, "push", err)
 	}
 	return &ps.PushResponse{Versions: versionsFromPB(out.Versions)}, nil
 }

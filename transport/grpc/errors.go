@@ -2,7 +2,6 @@ package grpctransport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/flowps/flowps/ps"
@@ -64,9 +63,6 @@ func fromStatus(ctx context.Context, op, addr string, err error) error {
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("grpc %s %s: %w", op, addr, err)
-		}
 		return fmt.Errorf("grpc %s %s: %w", op, addr, err)
 	}
 	for _, d := range st.Details() {
@@ -79,7 +75,9 @@ func fromStatus(ctx context.Context, op, addr string, err error) error {
 	case codes.Unavailable:
 		sentinel = ps.ErrUnavailable
 	case codes.Canceled:
-		sentinel = context.Canceled
+		// Not our context (checked above): the connection was closed
+		// under the call.
+		sentinel = ps.ErrUnavailable
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.ResourceExhausted:

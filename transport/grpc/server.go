@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 )
 
@@ -41,6 +42,7 @@ func NewServer(svc ps.Service, cfg ServerConfig) *Server {
 	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
+		experimental.BufferPool(sharedPool),
 		grpc.InitialWindowSize(s.c.window),
 		grpc.InitialConnWindowSize(s.c.window),
 		grpc.ReadBufferSize(s.c.readBuf),
@@ -142,13 +144,13 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 	}
 	for {
 		err := stream.RecvMsg(in)
+		if in.err != nil {
+			return toStatus(fmt.Errorf("push: %w", in.err))
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if in.err != nil {
-				return toStatus(fmt.Errorf("push: %w", in.err))
-			}
 			return err
 		}
 	}
