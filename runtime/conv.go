@@ -27,30 +27,38 @@ func newGeom(x Shape, kh, kw int, st [2]int, same bool) (convGeom, error) {
 	return g, nil
 }
 
+// span returns, for output column ox, the window's valid input columns
+// [ix0, ix1) and the offset of ix0 within the window.
+func (g *convGeom) span(ox int) (ix0, ix1, k0 int) {
+	start := ox*g.sw - g.padLft
+	ix0, ix1 = max(start, 0), min(start+g.kw, g.w)
+	return ix0, ix1, ix0 - start
+}
+
 // im2col writes, for images [b0, b0+nb), one row per output pixel holding
-// the kh×kw×c input patch (zeros outside the image).
+// the kh×kw×c input patch (zeros outside the image). In NHWC one window
+// row (fixed ky) is kw×c contiguous input values, so each is one copy.
 func (g *convGeom) im2col(x []float32, b0, nb int, cols []float32) {
 	K := g.kh * g.kw * g.c
+	rowLen := g.kw * g.c
 	r := 0
 	for b := b0; b < b0+nb; b++ {
-		img := x[b*g.h*g.w*g.c:]
+		img := x[b*g.h*g.w*g.c : (b+1)*g.h*g.w*g.c]
 		for oy := 0; oy < g.oh; oy++ {
 			for ox := 0; ox < g.ow; ox++ {
 				row := cols[r*K : (r+1)*K]
 				r++
-				p := 0
+				ix0, ix1, k0 := g.span(ox)
 				for ky := 0; ky < g.kh; ky++ {
+					dst := row[ky*rowLen : (ky+1)*rowLen]
 					iy := oy*g.sh - g.padTop + ky
-					for kx := 0; kx < g.kw; kx++ {
-						ix := ox*g.sw - g.padLft + kx
-						dst := row[p : p+g.c]
-						p += g.c
-						if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
-							clear(dst)
-							continue
-						}
-						copy(dst, img[(iy*g.w+ix)*g.c:])
+					if iy < 0 || iy >= g.h || ix0 >= ix1 {
+						clear(dst)
+						continue
 					}
+					clear(dst[:k0*g.c])
+					n := copy(dst[k0*g.c:], img[(iy*g.w+ix0)*g.c:(iy*g.w+ix1)*g.c])
+					clear(dst[k0*g.c+n:])
 				}
 			}
 		}
@@ -60,27 +68,27 @@ func (g *convGeom) im2col(x []float32, b0, nb int, cols []float32) {
 // col2im adds patch rows back into dx (the adjoint of im2col).
 func (g *convGeom) col2im(cols []float32, b0, nb int, dx []float32) {
 	K := g.kh * g.kw * g.c
+	rowLen := g.kw * g.c
 	r := 0
 	for b := b0; b < b0+nb; b++ {
-		img := dx[b*g.h*g.w*g.c:]
+		img := dx[b*g.h*g.w*g.c : (b+1)*g.h*g.w*g.c]
 		for oy := 0; oy < g.oh; oy++ {
 			for ox := 0; ox < g.ow; ox++ {
 				row := cols[r*K : (r+1)*K]
 				r++
-				p := 0
+				ix0, ix1, k0 := g.span(ox)
+				if ix0 >= ix1 {
+					continue
+				}
 				for ky := 0; ky < g.kh; ky++ {
 					iy := oy*g.sh - g.padTop + ky
-					for kx := 0; kx < g.kw; kx++ {
-						ix := ox*g.sw - g.padLft + kx
-						src := row[p : p+g.c]
-						p += g.c
-						if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
-							continue
-						}
-						d := img[(iy*g.w+ix)*g.c : (iy*g.w+ix+1)*g.c]
-						for i, v := range src {
-							d[i] += v
-						}
+					if iy < 0 || iy >= g.h {
+						continue
+					}
+					src := row[ky*rowLen+k0*g.c : ky*rowLen+(k0+ix1-ix0)*g.c]
+					d := img[(iy*g.w+ix0)*g.c : (iy*g.w+ix1)*g.c]
+					for i, v := range src {
+						d[i] += v
 					}
 				}
 			}
