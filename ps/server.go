@@ -136,6 +136,16 @@ type partition struct {
 	cm      *Machine
 	waiters map[WaitID]chan struct{}
 	dedup   map[string]*seqWindow
+
+	// Replication (see replica.go). lsn counts the accepted pushes
+	// applied; term is the term of the primary that issued the last of
+	// them; promised is the highest term this host has promised to follow
+	// (fenced by); active is set while this server is the partition's
+	// primary for term promised and may accept writes.
+	lsn      uint64
+	term     Term
+	promised Term
+	active   bool
 }
 
 var _ Service = (*Server)(nil)
@@ -600,6 +610,8 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 				return nil, fmt.Errorf("push %s on %s: internal: %w", p.key, s.cfg.ID, err)
 			}
 		}
+		p.lsn++
+		p.term = p.promised
 		if req.ClientID != "" {
 			w := p.dedup[req.ClientID]
 			if w == nil {
