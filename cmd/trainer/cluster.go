@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -17,21 +18,22 @@ import (
 // cluster is this process's way to the parameter servers: an in-process
 // server (--local) or a gossip membership and a transport dialer (--join).
 type cluster struct {
-	members ps.MemberSource
-	dialer  ps.Dialer
-	logger  *slog.Logger
-	id      string
-	closers []func() error
+	members  ps.MemberSource
+	dialer   ps.Dialer
+	logger   *slog.Logger
+	progress io.Writer
+	id       string
+	closers  []func() error
 }
 
 // connect sets up the parameter servers cfg asks for. With --join it joins
 // the gossip cluster and waits until at least one psd is in view.
-func connect(ctx context.Context, cfg *config, logger *slog.Logger) (*cluster, error) {
+func connect(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Logger) (*cluster, error) {
 	id, err := randomID()
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{logger: logger, id: id}
+	c := &cluster{logger: logger, progress: progress, id: id}
 	if cfg.Local {
 		srv, err := ps.NewServer(ps.ServerConfig{ID: "local", Logger: logger.With("component", "ps")})
 		if err != nil {
@@ -80,7 +82,7 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 	// Wait (polling) until gossip shows a parameter server.
 	for {
 		if n := countPS(m.Members()); n > 0 {
-			c.logger.Info("joined cluster", "seed", cfg.Join, "ps", n, "members", len(m.Members()))
+			fmt.Fprintf(c.progress, "joined the cluster at %s: %d parameter servers, %d members in view\n", cfg.Join, n, len(m.Members()))
 			break
 		}
 		select {

@@ -32,7 +32,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trainer: %v\n", err)
 		return 2
 	}
-	level := slog.LevelInfo
+	// Components (gossip, gRPC, the in-process server) log warnings only,
+	// unless -v; progress has its own lines.
+	level := slog.LevelWarn
 	if cfg.Verbose {
 		level = slog.LevelDebug
 	}

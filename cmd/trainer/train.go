@@ -105,7 +105,7 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 			ranks = append(ranks, r)
 		}
 	}
-	conn, err := connect(ctx, cfg, logger)
+	conn, err := connect(ctx, cfg, progress, logger)
 	if err != nil {
 		return nil, err
 	}
