@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ import (
 //
 //	go test ./transport/grpc -run '^$' -bench . -benchtime 2s
 //
-// FLOWPS_BENCH_CHUNK, _WINDOW, _BUF and _CONNS override the config for
+// FLOWPS_BENCH_CHUNK, _WINDOW, _RBUF, _BUF (write) and _CONNS override the config for
 // tuning sweeps.
 
 var benchSizes = []int{4 << 10, 4 << 20, 64 << 20}
@@ -80,8 +81,20 @@ func (l latencies) report(b *testing.B, bytes int) {
 	b.SetBytes(int64(bytes))
 }
 
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// timed runs op b.N times and reports bytes/op, latency quantiles and the
+// CPU time per op of the whole process (client and server), which a busy
+// machine distorts less than wall time.
 func timed(b *testing.B, bytes int, op func() error) {
 	lat := make(latencies, 0, b.N)
+	cpu0 := cpuTime()
+	defer func() { b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op") }()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -109,7 +122,7 @@ func BenchmarkPushPull(b *testing.B) {
 				values[i] = float32(i % 1000)
 			}
 			scfg := ServerConfig{ChunkBytes: envInt("FLOWPS_BENCH_CHUNK"), WindowBytes: int32(envInt("FLOWPS_BENCH_WINDOW")),
-				ReadBufferBytes: envInt("FLOWPS_BENCH_BUF"), WriteBufferBytes: envInt("FLOWPS_BENCH_BUF")}
+				ReadBufferBytes: envInt("FLOWPS_BENCH_RBUF"), WriteBufferBytes: envInt("FLOWPS_BENCH_BUF")}
 			dcfg := DialerConfig{Compression: comp, ChunkBytes: scfg.ChunkBytes, WindowBytes: scfg.WindowBytes,
 				ReadBufferBytes: scfg.ReadBufferBytes, WriteBufferBytes: scfg.WriteBufferBytes, ConnsPerPeer: envInt("FLOWPS_BENCH_CONNS")}
 			addr, stop := serve(b, &benchService{values: values}, scfg)

@@ -1,0 +1,81 @@
+// Package grpctransport carries ps.Service calls over gRPC (HTTP/2 over
+// TCP). The package is named grpctransport so that it does not shadow
+// google.golang.org/grpc; import it as
+//
+//	grpctransport "github.com/flowps/flowps/transport/grpc"
+//
+// # Serving and dialing
+//
+//	lis, _ := net.Listen("tcp", "127.0.0.1:7070")
+//	srv := grpctransport.NewServer(server, grpctransport.ServerConfig{})
+//	go srv.Serve(lis) // returns nil after Stop
+//	defer srv.Stop()  // graceful, then forced after StopTimeout
+//
+//	d := grpctransport.NewDialer(grpctransport.DialerConfig{Compression: "s2"})
+//	defer d.Close()
+//	svc, _ := d.Dial(ctx, "127.0.0.1:7070") // a ps.Service
+//	defer svc.Close()
+//	resp, err := svc.Pull(ctx, req)
+//
+// *Dialer implements ps.Dialer. Dial does not wait for the connection; an
+// unreachable server makes calls fail with ps.ErrUnavailable. Connections
+// are cached per address and shared by every Service dialed to it
+// (DialerConfig.ConnsPerPeer connections, used round-robin); the last
+// Service's Close closes them, and Dialer.Close closes all of them.
+// Both configs take a *tls.Config (nil means plaintext); zero fields take
+// the Default* constants.
+//
+// # Wire format
+//
+// The contract is pb/flowps.proto: a unary Create, a server-streaming Pull
+// and a client-streaming Push. A tensor is never `repeated float`: the
+// values of all parts of a request or response are laid end to end and sent
+// as raw little-endian float32 bytes in consecutive chunks of ChunkBytes,
+// the first message also carrying the header (keys, versions, row ids, and
+// whether each Rows / Values / Grad was nil). So a 1 GiB tensor moves in
+// bounded messages, and the receiver allocates one backing array for a
+// request's values and hands out windows of it (with capacity clipped, so
+// appending to one part cannot overwrite the next).
+//
+// The codec (codec.go) writes those bytes as the protobuf the .proto
+// describes, but without copying: a chunk is handed to gRPC as views of the
+// caller's float32 slices (mem.BufferSlice over unsafe.Slice), and incoming
+// chunks are copied from gRPC's receive buffers straight into the
+// destination tensor. A client generated from flowps.proto by stock tools
+// interoperates. Receive buffers come from a pool that skips gRPC's
+// zeroing.
+//
+// Aliasing: Push reads req's gradients until it returns; a Service's Pull
+// response Values are read by the server after the Service returns them,
+// so a Service must not modify them afterwards (ps.Server returns copies).
+//
+// # Errors
+//
+// A Service error crosses as a gRPC status whose code approximates it
+// (NotOwner → FailedPrecondition, Stale → Aborted, ...) and whose
+// ErrorInfo detail (domain "flowps.ps") holds its ps.Code; the client
+// rebuilds it with ps.ErrorFromCode, so errors.Is matches the same sentinel
+// and the message is kept. A failure below the service (connection refused
+// or lost, server stopping, TLS mismatch) becomes ps.ErrUnavailable; the
+// caller's own cancellation or deadline becomes context.Canceled or
+// context.DeadlineExceeded; a malformed frame from a peer becomes
+// ps.ErrInvalidArgument, and one announcing more than MaxTensorBytes,
+// ps.ErrTooLarge. Nothing a peer sends makes this package panic
+// (FuzzFrameDecode).
+//
+// # Compression
+//
+// Importing this package registers two gRPC compressors from
+// klauspost/compress: "s2" and "zstd" (fastest level). A client chooses
+// with DialerConfig.Compression; servers accept both. Trained float32
+// weights are close to incompressible; compression pays on slow links or
+// for gradients with many zeros.
+//
+// # Performance
+//
+// Measured with BenchmarkPushPull, BenchmarkRawTCP and BenchmarkEcho in
+// this package (go test ./transport/grpc -run '^$' -bench . ), see
+// bench_test.go. The figures are in the package's README section of the
+// benchmarks/transport report; DefaultChunkBytes, DefaultWindowBytes and
+// DefaultBufferBytes were chosen there.
+package grpctransport
