@@ -54,7 +54,14 @@ type conn struct {
 
 	seq       atomic.Uint64
 	lastHeard atomic.Int64
-	welcome   chan welcome
+	// sent counts request frames posted; serverReceived is the server's
+	// count of frames that landed, as of lastPong. A request the server
+	// has not received long after it was sent was lost (e.g. the provider
+	// rejected the region key without telling us).
+	sent           atomic.Uint64
+	serverReceived atomic.Uint64
+	lastPong       atomic.Int64
+	welcome        chan welcome
 
 	mu      sync.Mutex
 	pending map[int]*call
@@ -67,11 +74,22 @@ type conn struct {
 	stop      chan struct{}
 	pingDone  chan struct{}
 	closeOnce sync.Once
+
+	// The goodbye handshake: whoever closes first sends ctrlBye and waits
+	// (bounded) for ctrlByeAck, so neither side sends to an endpoint that is
+	// gone. (libfabric's shm reaches a peer in the same process through
+	// that peer's own mapping, which vanishes when it closes.)
+	serverBye  atomic.Bool
+	byeAck     chan struct{}
+	byeAckOnce sync.Once
+	bg         sync.WaitGroup
 }
 
 // call is one request in flight, keyed by its first page.
 type call struct {
 	page, npages int
+	sentIndex    uint64
+	sentAt       int64
 	done         chan struct{}
 	arrived      bool
 	abandoned    bool
@@ -110,6 +128,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 		dead:     make(chan struct{}),
 		stop:     make(chan struct{}),
 		pingDone: make(chan struct{}),
+		byeAck:   make(chan struct{}),
 	}
 	var nb [8]byte
 	_, _ = rand.Read(nb[:])
@@ -176,14 +195,23 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 			}
 			c.idx, c.size, c.rbase, c.rkey = w.client, int(w.areaBytes), w.areaBase, w.areaKey
 			c.ext = newExtents(c.size/pageSize, c.cfg.MaxInflight)
+			// One probe write proves the keys and the data path before the
+			// connection is handed out.
+			if err := c.roundTrip(ctx, "probe", frameProbe, 0, func([]byte) {}, 0, "", func(b []byte) error { return nil }); err != nil {
+				return fmt.Errorf("%w: probe write: %w", ps.ErrUnavailable, err)
+			}
 			return nil
 		case <-retry.C:
 		}
 	}
 }
 
-func (c *conn) postRecv(i int) error {
-	return c.fab.recv(context.Background(), c.ctrl, i*ctrlSize, ctrlSize, func(comp completion) {
+func (c *conn) postRecv(i int) error { return c.postRecvCtx(context.Background(), i) }
+
+// postRecvCtx posts control receive buffer i; from its callback it makes
+// one attempt and leaves retries to a goroutine, as callbacks must.
+func (c *conn) postRecvCtx(ctx context.Context, i int) error {
+	return c.fab.recv(ctx, c.ctrl, i*ctrlSize, ctrlSize, func(comp completion) {
 		if comp.err != nil {
 			c.fail(comp.err)
 			return
@@ -191,16 +219,51 @@ func (c *conn) postRecv(i int) error {
 		m, err := decodeCtrl(c.ctrl.buf[i*ctrlSize : i*ctrlSize+int(min(comp.len, ctrlSize))])
 		if err == nil {
 			c.lastHeard.Store(time.Now().UnixNano())
-			if m.kind == ctrlWelcome && m.welcome.nonce == c.nonce {
+			switch {
+			case m.kind == ctrlWelcome && m.welcome.nonce == c.nonce:
 				select {
 				case c.welcome <- m.welcome:
 				default:
 				}
+			case m.kind == ctrlPong && m.a == c.nonce:
+				c.serverReceived.Store(m.c)
+				c.lastPong.Store(time.Now().UnixNano())
+			case m.kind == ctrlBye && m.a == c.nonce:
+				c.serverBye.Store(true)
+				c.fail(errors.New("the server closed the connection"))
+				// Acknowledge once nothing else will be sent, so the server
+				// may close its endpoint safely.
+				c.bg.Add(1)
+				go func() {
+					defer c.bg.Done()
+					<-c.pingDone
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					defer cancel()
+					if sent, err := c.sendCtrlWait(ctx, true, func(b []byte) int { return encodeSmall(b, ctrlByeAck, c.idx, c.nonce, 0) }); err == nil {
+						select {
+						case <-sent:
+						case <-ctx.Done():
+						}
+					}
+				}()
+			case m.kind == ctrlByeAck && m.a == c.nonce:
+				c.byeAckOnce.Do(func() { close(c.byeAck) })
 			}
 		} else {
 			c.log.Warn("rdma: bad control message", "err", err)
 		}
-		if err := c.postRecv(i); err != nil && !errors.Is(err, errFabricClosed) {
+		err = c.postRecvCtx(nil, i)
+		if errors.Is(err, errAgain) {
+			c.bg.Add(1)
+			go func() {
+				defer c.bg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DeadAfter)
+				defer cancel()
+				if err := c.postRecvCtx(ctx, i); err != nil && !errors.Is(err, errFabricClosed) {
+					c.fail(err)
+				}
+			}()
+		} else if err != nil && !errors.Is(err, errFabricClosed) {
 			c.fail(err)
 		}
 	})
@@ -209,25 +272,39 @@ func (c *conn) postRecv(i int) error {
 // sendCtrl sends a control message from a free send buffer, waiting for
 // one if all are in flight.
 func (c *conn) sendCtrl(ctx context.Context, fill func([]byte) int) error {
+	_, err := c.sendCtrlWait(ctx, false, fill)
+	return err
+}
+
+// sendCtrlWait is sendCtrl that may send on a dead connection (the goodbye
+// handshake) and returns a channel closed when the send completed.
+func (c *conn) sendCtrlWait(ctx context.Context, evenIfDead bool, fill func([]byte) int) (<-chan struct{}, error) {
+	var dead <-chan struct{} = c.dead
+	if evenIfDead {
+		dead = nil
+	}
 	var i int
 	select {
 	case i = <-c.free:
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.dead:
-		return c.deadErr
+		return nil, ctx.Err()
+	case <-dead:
+		return nil, c.deadErr
 	}
 	n := fill(c.ctrl.buf[i*ctrlSize : (i+1)*ctrlSize])
+	sent := make(chan struct{})
 	err := c.fab.send(ctx, c.ctrl, i*ctrlSize, n, c.server, func(comp completion) {
 		c.free <- i
+		close(sent)
 		if comp.err != nil {
 			c.fail(comp.err)
 		}
 	})
 	if err != nil {
 		c.free <- i
+		return nil, err
 	}
-	return err
+	return sent, nil
 }
 
 // fail marks the connection dead: every waiting call returns
@@ -260,10 +337,29 @@ func (c *conn) pinger() {
 			c.fail(fmt.Errorf("no word from the server for %v", quiet.Round(time.Millisecond)))
 			return
 		}
+		if lost := c.lostRequest(); lost != nil {
+			c.fail(lost)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PingInterval)
 		_ = c.sendCtrl(ctx, func(b []byte) int { return encodeSmall(b, ctrlPing, c.idx, c.nonce, 0) })
 		cancel()
 	}
+}
+
+// lostRequest finds a request sent more than DeadAfter before the latest
+// pong that the server, as of that pong, had still not received.
+func (c *conn) lostRequest() error {
+	pong := c.lastPong.Load()
+	recv := c.serverReceived.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.pending {
+		if cl.sentIndex > recv && cl.sentAt != 0 && pong-cl.sentAt > int64(c.cfg.DeadAfter) {
+			return fmt.Errorf("request %d never reached the server (%d received): the write was lost or its region key rejected", cl.sentIndex, recv)
+		}
+	}
+	return nil
 }
 
 // onRemote runs on the progress goroutine: a response frame landed.
@@ -327,6 +423,10 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		c.pending[page] = cl
 		c.mu.Unlock()
 		imm := c.idx<<pageBits | uint32(page)
+		c.mu.Lock()
+		cl.sentIndex = c.sent.Add(1)
+		cl.sentAt = time.Now().UnixNano()
+		c.mu.Unlock()
 		err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, func(comp completion) {
 			if comp.err != nil {
 				c.fail(fmt.Errorf("%s write: %w", what, comp.err))
@@ -496,19 +596,20 @@ func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		<-c.pingDone
-		select {
-		case <-c.dead:
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			if c.sendCtrl(ctx, func(b []byte) int { return encodeSmall(b, ctrlBye, c.idx, c.nonce, 0) }) == nil {
-				// Wait for the bye to leave before the endpoint closes.
-				for len(c.free) < clientSends && ctx.Err() == nil {
-					time.Sleep(time.Millisecond)
+		if !c.serverBye.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			sent, err := c.sendCtrlWait(ctx, true, func(b []byte) int { return encodeSmall(b, ctrlBye, c.idx, c.nonce, 0) })
+			if err == nil {
+				_ = sent
+				select {
+				case <-c.byeAck:
+				case <-ctx.Done():
 				}
 			}
 			cancel()
 		}
 		c.fail(fmt.Errorf("rdma: connection to %s: %w", c.addr, ps.ErrClosed))
+		c.bg.Wait()
 		c.fab.close()
 	})
 	return nil

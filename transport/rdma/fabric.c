@@ -185,7 +185,16 @@ int fps_recv(fps_ep *ep, void *buf, size_t len, void *desc, int64_t ctx) {
 
 int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
 		  uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx) {
-	return (int)fi_writedata(ep->ep, buf, len, desc, imm, dest, raddr, rkey, ctxptr(ep, ctx));
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct fi_rma_iov rma = { .addr = raddr, .len = len, .key = rkey };
+	struct fi_msg_rma msg = {
+		.msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = dest,
+		.rma_iov = &rma, .rma_iov_count = 1, .context = ctxptr(ep, ctx), .data = imm,
+	};
+	// Delivery complete: the completion reports what happened at the
+	// target, so a rejected key or a vanished peer fails the operation
+	// instead of completing it silently.
+	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | (getenv("FPS_NODC") ? 0 : FI_DELIVERY_COMPLETE));
 }
 
 int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,
@@ -243,4 +252,21 @@ const char *fps_strerror(int err) {
 
 uint32_t fps_version(void) {
 	return fi_version();
+}
+
+int fps_providers(char *buf, size_t len) {
+	struct fi_info *info = NULL, *cur;
+	size_t used = 0;
+	int ret = fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, NULL, &info);
+	if (ret) return ret;
+	buf[0] = 0;
+	for (cur = info; cur; cur = cur->next) {
+		const char *p = cur->fabric_attr->prov_name;
+		const char *t = cur->ep_attr->type == FI_EP_RDM ? "rdm" : cur->ep_attr->type == FI_EP_MSG ? "msg" : "dgram";
+		int n = snprintf(buf + used, len - used, "%s/%s\n", p ? p : "?", t);
+		if (n < 0 || (size_t)n >= len - used) break;
+		used += n;
+	}
+	fi_freeinfo(info);
+	return 0;
 }

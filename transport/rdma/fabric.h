@@ -55,5 +55,7 @@ int fps_poll(fps_ep *ep, fps_comp *out, int max, int timeout_ms);
 int fps_signal(fps_ep *ep);
 const char *fps_strerror(int err);
 uint32_t fps_version(void);
+// fps_providers writes "provider/eptype\n" for every fi_getinfo entry.
+int fps_providers(char *buf, size_t len);
 
 #endif

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,9 +103,11 @@ type fabric struct {
 	postMu sync.RWMutex
 	closed bool
 
-	opMu sync.Mutex
-	ops  []func(completion)
-	free []int64
+	opMu    sync.Mutex
+	ops     []func(completion)
+	counted []bool
+	free    []int64
+	active  atomic.Int64 // counted operations in flight
 
 	onRemote func(imm uint32, n uint64) // remote writedata arrived
 	onError  func(error)                // an error entry with no operation
@@ -154,9 +158,10 @@ func openFabric(provider, node, service string, log *slog.Logger) (*fabric, erro
 			injectSize: int(ci.inject_size),
 			cqWait:     ci.cq_wait != 0,
 		},
-		ops:  make([]func(completion), maxContexts),
-		free: make([]int64, 0, maxContexts),
-		done: make(chan struct{}),
+		ops:     make([]func(completion), maxContexts),
+		counted: make([]bool, maxContexts),
+		free:    make([]int64, 0, maxContexts),
+		done:    make(chan struct{}),
 	}
 	for i := maxContexts - 1; i >= 0; i-- {
 		f.free = append(f.free, int64(i))
@@ -184,13 +189,19 @@ func (f *fabric) start() {
 	go f.progress()
 }
 
+// spinWindow is how long the progress goroutine keeps polling without
+// blocking after the last event: providers move large transfers in many
+// steps (shm's segmented copies, rxm's rendezvous), each needing a progress
+// call, and a blocking wait between them would stall the transfer.
+const spinWindow = 500 * time.Microsecond
+
 func (f *fabric) progress() {
 	defer close(f.done)
 	var comps [16]C.fps_comp
-	idle := 0
+	last := time.Now()
 	for !f.stop.Load() {
 		timeout := 0
-		if f.info.cqWait {
+		if f.info.cqWait && f.active.Load() == 0 && time.Since(last) > spinWindow {
 			timeout = progressTimeout
 		}
 		n := int(C.fps_poll(f.ep, &comps[0], C.int(len(comps)), C.int(timeout)))
@@ -199,17 +210,18 @@ func (f *fabric) progress() {
 			n = 0
 		}
 		if n == 0 {
-			if !f.info.cqWait {
-				// No wait object: back off gently so an idle endpoint does
-				// not burn a core.
-				idle++
-				if idle > 64 {
-					time.Sleep(time.Duration(min(idle-64, 200)) * time.Microsecond)
+			if timeout == 0 {
+				if !f.info.cqWait && f.active.Load() == 0 && time.Since(last) > spinWindow {
+					// No wait object: back off gently so an idle endpoint
+					// does not burn a core.
+					time.Sleep(50 * time.Microsecond)
+				} else {
+					runtime.Gosched()
 				}
 			}
 			continue
 		}
-		idle = 0
+		last = time.Now()
 		for i := 0; i < n; i++ {
 			c := comps[i]
 			comp := completion{flags: uint64(c.flags), len: uint64(c.len), data: uint64(c.data)}
@@ -230,9 +242,14 @@ func (f *fabric) progress() {
 			}
 			f.opMu.Lock()
 			fn := f.ops[c.ctx]
+			counted := f.counted[c.ctx]
 			f.ops[c.ctx] = nil
+			f.counted[c.ctx] = false
 			f.free = append(f.free, int64(c.ctx))
 			f.opMu.Unlock()
+			if counted {
+				f.active.Add(-1)
+			}
 			if fn != nil {
 				fn(comp)
 			}
@@ -243,6 +260,15 @@ func (f *fabric) progress() {
 // post runs one posting function with a fresh context, retrying while the
 // provider says FI_EAGAIN (its queues are full until progress drains them).
 func (f *fabric) post(ctx context.Context, what string, cb func(completion), do func(ci C.int64_t) C.int) error {
+	return f.postOp(ctx, what, true, cb, do)
+}
+
+// postOp is post; counted operations (sends and writes, not receives) keep
+// the progress goroutine polling until they complete. A nil ctx makes one
+// attempt only (errAgain when the queue is full): callbacks, which run on
+// the progress goroutine, must post that way, since waiting there for
+// queue space would wait for the very progress they block.
+func (f *fabric) postOp(ctx context.Context, what string, counted bool, cb func(completion), do func(ci C.int64_t) C.int) error {
 	backoff := time.Microsecond
 	for {
 		f.postMu.RLock()
@@ -254,6 +280,9 @@ func (f *fabric) post(ctx context.Context, what string, cb func(completion), do 
 		if len(f.free) == 0 {
 			f.opMu.Unlock()
 			f.postMu.RUnlock()
+			if ctx == nil {
+				return fmt.Errorf("rdma: %s: no free operation context: %w", what, errAgain)
+			}
 			if err := waitBackoff(ctx, &backoff); err != nil {
 				return fmt.Errorf("rdma: %s: no free operation context: %w", what, err)
 			}
@@ -262,18 +291,29 @@ func (f *fabric) post(ctx context.Context, what string, cb func(completion), do 
 		ci := f.free[len(f.free)-1]
 		f.free = f.free[:len(f.free)-1]
 		f.ops[ci] = cb
+		f.counted[ci] = counted
 		f.opMu.Unlock()
+		if counted {
+			f.active.Add(1)
+		}
 		ret := do(C.int64_t(ci))
 		f.postMu.RUnlock()
 		if ret == 0 {
 			return nil
 		}
+		if counted {
+			f.active.Add(-1)
+		}
 		f.opMu.Lock()
 		f.ops[ci] = nil
+		f.counted[ci] = false
 		f.free = append(f.free, ci)
 		f.opMu.Unlock()
 		if int(-ret) != fiEAGAIN {
 			return fiErr(what, ret)
+		}
+		if ctx == nil {
+			return fmt.Errorf("rdma: %s: %w", what, errAgain)
 		}
 		if err := waitBackoff(ctx, &backoff); err != nil {
 			return fmt.Errorf("rdma: %s: provider queue full: %w", what, err)
@@ -309,7 +349,10 @@ func waitBackoff(ctx context.Context, d *time.Duration) error {
 	return nil
 }
 
-var errFabricClosed = errors.New("fabric endpoint closed")
+var (
+	errFabricClosed = errors.New("fabric endpoint closed")
+	errAgain        = errors.New("provider queue full")
+)
 
 func (f *fabric) name() ([]byte, error) {
 	buf := make([]byte, 256)
@@ -427,7 +470,7 @@ func (f *fabric) send(ctx context.Context, r *region, off, n int, dest uint64, c
 }
 
 func (f *fabric) recv(ctx context.Context, r *region, off, n int, cb func(completion)) error {
-	return f.post(ctx, "fi_recv", cb, func(ci C.int64_t) C.int {
+	return f.postOp(ctx, "fi_recv", false, cb, func(ci C.int64_t) C.int {
 		return C.fps_recv(f.ep, r.ptr(off), C.size_t(n), r.desc, ci)
 	})
 }
@@ -470,4 +513,26 @@ func (f *fabric) close() {
 func libfabricVersion() string {
 	v := uint32(C.fps_version())
 	return fmt.Sprintf("%d.%d", v>>16, v&0xffff)
+}
+
+// Available reports whether this binary can use libfabric: true in a build
+// with the rdma tag (the library is linked, so the binary would not have
+// started without it).
+func Available() bool { return true }
+
+// libfabricInfo returns the library version and its providers with their
+// endpoint types, deduplicated, as fi_info lists them.
+func libfabricInfo() (version string, providers []string, err error) {
+	buf := make([]byte, 16<<10)
+	if ret := C.fps_providers((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf))); ret != 0 {
+		return libfabricVersion(), nil, fiErr("fi_getinfo", ret)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(buf[:clen(buf)]), "\n") {
+		if line != "" && !seen[line] {
+			seen[line] = true
+			providers = append(providers, line)
+		}
+	}
+	return libfabricVersion(), providers, nil
 }

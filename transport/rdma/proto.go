@@ -47,6 +47,7 @@ const (
 	frameCreate uint32 = 1
 	framePull   uint32 = 2
 	framePush   uint32 = 3
+	frameProbe  uint32 = 4    // empty request that checks the data path on connect
 	respOK      uint32 = 0x81 // body: the method's response
 	respErr     uint32 = 0x82 // body: code string, message string
 	respNeed    uint32 = 0x83 // body: u64 room the response needs
@@ -61,6 +62,7 @@ const (
 	ctrlPong    uint8 = 4
 	ctrlBye     uint8 = 5
 	ctrlCancel  uint8 = 6
+	ctrlByeAck  uint8 = 7 // the peer will send nothing more; close now
 )
 
 func init() {
@@ -558,7 +560,7 @@ func decodeCtrl(b []byte) (ctrlMsg, error) {
 		m.welcome.areaKey = r.u64()
 		m.welcome.code = ps.Code(r.str())
 		m.welcome.msg = r.str()
-	case ctrlPing, ctrlPong, ctrlBye, ctrlCancel:
+	case ctrlPing, ctrlPong, ctrlBye, ctrlCancel, ctrlByeAck:
 		m.client = r.u32()
 		m.a = r.u64()
 		m.c = r.u64()

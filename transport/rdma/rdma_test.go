@@ -5,6 +5,8 @@ package rdma
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -17,6 +19,9 @@ func testServer(t *testing.T, prov string, svc ps.Service) *Server {
 	t.Helper()
 	cfg := DefaultServerConfig()
 	cfg.Provider = prov
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s, err := NewServer(svc, cfg)
 	if err != nil {
 		t.Fatalf("NewServer(%s): %v", prov, err)
@@ -29,6 +34,8 @@ func testDial(t *testing.T, addr string) ps.Service {
 	t.Helper()
 	cfg := DefaultDialerConfig()
 	cfg.AreaBytes = 160 << 20
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.DeadAfter = 3 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := NewDialer(cfg).Dial(ctx, addr)

@@ -40,6 +40,8 @@ type Server struct {
 	clients map[uint32]*serverClient
 	byNonce map[uint64]*serverClient
 	closed  bool
+	reaped  bool // the reaper has exited: drop leaves cleanup to Close
+	closing []*serverClient
 
 	// testHook, when set, runs after a request was served and its response
 	// written into the area, before it is sent (tests tear frames with it).
@@ -57,7 +59,16 @@ type serverClient struct {
 	rkey     uint64
 	lastSeen atomic.Int64
 	dead     atomic.Bool
-	inflight sync.WaitGroup
+	received atomic.Uint64 // request frames that landed, reported in pongs
+	// The goodbye handshake (see conn): saidBye when the client closed
+	// first; byeAck closed when it acknowledged the server's goodbye.
+	saidBye    atomic.Bool
+	byeAck     chan struct{}
+	byeAckOnce sync.Once
+	// ops counts handlers and posted operations aimed at this client; the
+	// client's address leaves the AV only when it drops to zero (shm
+	// unmaps the peer's region on fi_av_remove).
+	ops opCount
 
 	mu      sync.Mutex
 	cancels map[int]context.CancelFunc
@@ -157,20 +168,40 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// postRecv posts control receive buffer i. From a callback it makes one
+// attempt; if the queue is full a goroutine keeps trying.
 func (s *Server) postRecv(i int) error {
-	return s.fab.recv(s.ctx, s.ctrlRecv, i*ctrlSize, ctrlSize, func(c completion) {
+	return s.postRecvCtx(s.ctx, i)
+}
+
+func (s *Server) postRecvCtx(ctx context.Context, i int) error {
+	return s.fab.recv(ctx, s.ctrlRecv, i*ctrlSize, ctrlSize, func(c completion) {
 		if c.err != nil {
-			if !errors.Is(s.ctx.Err(), context.Canceled) {
+			if s.ctx.Err() == nil {
 				s.log.Warn("rdma: control receive failed", "err", c.err)
 			}
 		} else {
 			msg := append([]byte(nil), s.ctrlRecv.buf[i*ctrlSize:i*ctrlSize+int(min(c.len, ctrlSize))]...)
 			s.onCtrl(msg)
 		}
-		if s.ctx.Err() == nil {
-			if err := s.postRecv(i); err != nil && s.ctx.Err() == nil {
-				s.log.Error("rdma: re-posting a control receive failed", "err", err)
+		if s.ctx.Err() != nil {
+			return
+		}
+		err := s.postRecvCtx(nil, i)
+		if errors.Is(err, errAgain) {
+			s.mu.Lock()
+			if !s.closed {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					if err := s.postRecv(i); err != nil && s.ctx.Err() == nil {
+						s.log.Error("rdma: re-posting a control receive failed", "err", err)
+					}
+				}()
 			}
+			s.mu.Unlock()
+		} else if err != nil && s.ctx.Err() == nil {
+			s.log.Error("rdma: re-posting a control receive failed", "err", err)
 		}
 	})
 }
@@ -178,23 +209,63 @@ func (s *Server) postRecv(i int) error {
 // sendCtrl sends a control message from a free send buffer; it gives up
 // (the peer retries) when none is free.
 func (s *Server) sendCtrl(dest uint64, fill func([]byte) int) {
+	s.sendCtrlTo(s.ctx, nil, dest, fill)
+}
+
+// sendCtrlWait sends and returns a channel closed when the send completed
+// (nil if it was not sent).
+func (s *Server) sendCtrlWait(ctx context.Context, dest uint64, fill func([]byte) int) <-chan struct{} {
+	sent := make(chan struct{})
+	var i int
+	select {
+	case i = <-s.sendFree:
+	case <-ctx.Done():
+		return nil
+	}
+	n := fill(s.ctrlSend.buf[i*ctrlSize : (i+1)*ctrlSize])
+	err := s.fab.send(ctx, s.ctrlSend, i*ctrlSize, n, dest, func(completion) {
+		s.sendFree <- i
+		close(sent)
+	})
+	if err != nil {
+		s.sendFree <- i
+		return nil
+	}
+	return sent
+}
+
+// sendCtrlTo is sendCtrl counted against a connected client's ops; ctx
+// bounds retries while the provider's queues are full (nil: one attempt,
+// as callbacks must).
+func (s *Server) sendCtrlTo(ctx context.Context, c *serverClient, dest uint64, fill func([]byte) int) {
+	if c != nil && !c.ops.add() {
+		return
+	}
+	done := func() {
+		if c != nil {
+			c.ops.done()
+		}
+	}
 	var i int
 	select {
 	case i = <-s.sendFree:
 	default:
+		done()
 		s.log.Warn("rdma: no free control send buffer; dropping a control message")
 		return
 	}
 	buf := s.ctrlSend.buf[i*ctrlSize : (i+1)*ctrlSize]
 	n := fill(buf)
-	err := s.fab.send(s.ctx, s.ctrlSend, i*ctrlSize, n, dest, func(c completion) {
+	err := s.fab.send(ctx, s.ctrlSend, i*ctrlSize, n, dest, func(c completion) {
 		if c.err != nil {
 			s.log.Debug("rdma: control send failed", "err", c.err)
 		}
 		s.sendFree <- i
+		done()
 	})
 	if err != nil {
 		s.sendFree <- i
+		done()
 		s.log.Debug("rdma: control send failed", "err", err)
 	}
 }
@@ -222,12 +293,22 @@ func (s *Server) onCtrl(b []byte) {
 	case ctrlPing:
 		if c := s.client(m.client); c != nil && c.nonce == m.a {
 			c.lastSeen.Store(time.Now().UnixNano())
-			s.sendCtrl(c.addr, func(b []byte) int { return encodeSmall(b, ctrlPong, c.idx, m.a, 0) })
+			recv := c.received.Load()
+			s.sendCtrlTo(nil, c, c.addr, func(b []byte) int { return encodeSmall(b, ctrlPong, c.idx, m.a, recv) })
 		}
 	case ctrlBye:
 		if c := s.client(m.client); c != nil && c.nonce == m.a {
+			c.saidBye.Store(true)
 			s.drop(c, "client closed")
 		}
+	case ctrlByeAck:
+		s.mu.Lock()
+		for _, c := range s.closing {
+			if c.idx == m.client && c.nonce == m.a {
+				c.byeAckOnce.Do(func() { close(c.byeAck) })
+			}
+		}
+		s.mu.Unlock()
 	case ctrlCancel:
 		if c := s.client(m.client); c != nil && c.nonce == m.a {
 			c.mu.Lock()
@@ -279,7 +360,7 @@ func (s *Server) accept(h hello) {
 		reject(ps.CodeUnavailable, err.Error())
 		return
 	}
-	c = &serverClient{nonce: h.nonce, addr: addr, area: area, size: int(size), rbase: h.areaBase, rkey: h.areaKey, cancels: map[int]context.CancelFunc{}}
+	c = &serverClient{byeAck: make(chan struct{}), nonce: h.nonce, addr: addr, area: area, size: int(size), rbase: h.areaBase, rkey: h.areaKey, cancels: map[int]context.CancelFunc{}}
 	c.lastSeen.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	if s.closed {
@@ -321,6 +402,11 @@ func (s *Server) drop(c *serverClient, why string) {
 		delete(s.clients, c.idx)
 	}
 	delete(s.byNonce, c.nonce)
+	if s.reaped {
+		// The server is past its last cleanup: Close releases everything.
+		s.mu.Unlock()
+		return
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	c.mu.Lock()
@@ -331,9 +417,25 @@ func (s *Server) drop(c *serverClient, why string) {
 	s.log.Info("rdma: client dropped", "client", c.idx, "reason", why)
 	go func() {
 		defer s.wg.Done()
-		c.inflight.Wait()
-		s.fab.remove(c.addr)
-		s.fab.release(c.area)
+		if c.ops.closeAndWait(5 * time.Second) {
+			if c.saidBye.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				if sent := s.sendCtrlWait(ctx, c.addr, func(b []byte) int { return encodeSmall(b, ctrlByeAck, c.idx, c.nonce, 0) }); sent != nil {
+					select {
+					case <-sent:
+					case <-ctx.Done():
+					}
+				}
+				cancel()
+			}
+			s.fab.remove(c.addr)
+			s.fab.release(c.area)
+		} else {
+			// An operation never completed: keep the address and the area
+			// rather than free memory the provider may still touch. Both go
+			// when the server closes.
+			s.log.Warn("rdma: client operations still pending after drop; deferring cleanup to Close", "client", c.idx)
+		}
 	}()
 }
 
@@ -350,9 +452,29 @@ func (s *Server) reaper() {
 				all = append(all, c)
 			}
 			s.mu.Unlock()
+			// Tell clients, so they fail fast instead of waiting for their
+			// liveness timeout, and wait (bounded) for their
+			// acknowledgements before the endpoint goes.
+			s.mu.Lock()
+			s.closing = all
+			s.mu.Unlock()
+			bctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			for _, c := range all {
+				s.sendCtrlTo(bctx, c, c.addr, func(b []byte) int { return encodeSmall(b, ctrlBye, c.idx, c.nonce, 0) })
+			}
+			for _, c := range all {
+				select {
+				case <-c.byeAck:
+				case <-bctx.Done():
+				}
+			}
+			cancel()
 			for _, c := range all {
 				s.drop(c, "server closing")
 			}
+			s.mu.Lock()
+			s.reaped = true
+			s.mu.Unlock()
 			return
 		case <-t.C:
 			limit := time.Now().Add(-s.cfg.IdleTimeout).UnixNano()
@@ -383,13 +505,17 @@ func (s *Server) onRemote(imm uint32, _ uint64) {
 		s.log.Warn("rdma: request from an unknown client", "client", idx)
 		return
 	}
+	if !c.ops.add() {
+		s.mu.Unlock()
+		return
+	}
 	s.wg.Add(1)
-	c.inflight.Add(1)
 	s.mu.Unlock()
+	c.received.Add(1)
 	c.lastSeen.Store(time.Now().UnixNano())
 	go func() {
 		defer s.wg.Done()
-		defer c.inflight.Done()
+		defer c.ops.done()
 		s.handle(c, page)
 	}()
 }
@@ -424,6 +550,9 @@ func (s *Server) handle(c *serverClient, page int) {
 		c.cancels[page] = cancel
 		c.mu.Unlock()
 		kind, body = s.serve(ctx, h, buf)
+		if s.ctx.Err() != nil {
+			kind, body = respErr, encodeErr(buf[headerSize:], ps.CodeUnavailable, "rdma: server closing")
+		}
 		c.mu.Lock()
 		delete(c.cancels, page)
 		c.mu.Unlock()
@@ -433,16 +562,20 @@ func (s *Server) handle(c *serverClient, page int) {
 	if s.testHook != nil {
 		s.testHook(buf[:n])
 	}
-	if c.dead.Load() {
+	if c.dead.Load() || !c.ops.add() {
 		return
 	}
 	err = s.fab.writedata(s.ctx, c.area, off, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, func(comp completion) {
+		c.ops.done()
 		if comp.err != nil {
 			s.drop(c, "response write failed: "+comp.err.Error())
 		}
 	})
-	if err != nil && s.ctx.Err() == nil {
-		s.drop(c, "response write failed: "+err.Error())
+	if err != nil {
+		c.ops.done()
+		if s.ctx.Err() == nil {
+			s.drop(c, "response write failed: "+err.Error())
+		}
 	}
 }
 
@@ -490,6 +623,11 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 			return need(n)
 		}
 		return respOK, encodePullResp(out, resp)
+	case frameProbe:
+		if h.body != 0 {
+			return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: probe with a body"))
+		}
+		return respOK, 0
 	case framePush:
 		req, err := decodePush(in)
 		if err != nil {
@@ -505,4 +643,67 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		return respOK, encodeVersions(out, resp.Versions)
 	}
 	return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: unknown request kind %d", h.kind))
+}
+
+// inflight counts requests being served (tests).
+func (s *Server) inflight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.clients {
+		c.mu.Lock()
+		n += len(c.cancels)
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// opCount counts operations in flight; once closed it admits no more, and
+// closeAndWait waits for the count to reach zero.
+type opCount struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	zero   chan struct{}
+}
+
+func (o *opCount) add() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.n++
+	return true
+}
+
+func (o *opCount) done() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n--
+	if o.n == 0 && o.zero != nil {
+		close(o.zero)
+		o.zero = nil
+	}
+}
+
+// closeAndWait reports whether the count reached zero within d.
+func (o *opCount) closeAndWait(d time.Duration) bool {
+	o.mu.Lock()
+	o.closed = true
+	if o.n == 0 {
+		o.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	o.zero = ch
+	o.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
 }
