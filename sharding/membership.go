@@ -733,6 +733,11 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 			}
 		}
 		s = strings.TrimPrefix(s, "memberlist: ")
+		if strings.Contains(s, "use of closed network connection") {
+			// memberlist's goroutines race Shutdown closing their sockets;
+			// that is how every clean stop ends, not a fault.
+			level = slog.LevelDebug
+		}
 		w.log.Log(context.Background(), level, s)
 	}
 	return len(p), nil
