@@ -47,6 +47,11 @@ type Request struct {
 	Time  time.Time `json:"time"`
 	By    string    `json:"by"`
 	Nodes []string  `json:"nodes"`
+	// At is when every node should snapshot its partitions: a moment far
+	// enough ahead that each has seen the request, so that snapshots are
+	// taken at nearly the same instant (sync variables then likely sit at
+	// one step on every node; Finalize checks it).
+	At time.Time `json:"at"`
 }
 
 // NodeManifest lists what one psd wrote into a checkpoint: the specs of
@@ -144,10 +149,22 @@ func WriteNode(root, id, node string, specs []ps.VariableSpec, parts []*ps.Parti
 		m.Parts = append(m.Parts, e)
 		addSpec(st.Spec)
 	}
-	if err := writeJSON(filepath.Join(dir, nodePrefix+escapeName(node)+".json"), m); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", id, err)
+	if err := WriteManifest(root, m); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// WriteManifest writes node manifest m into its checkpoint, atomically;
+// write it after the partition files it lists.
+func WriteManifest(root string, m *NodeManifest) error {
+	if !ValidID(m.ID) {
+		return ps.Errorf(ps.ErrInvalidArgument, "checkpoint id %q", m.ID)
+	}
+	if err := writeJSON(filepath.Join(Dir(root, m.ID), nodePrefix+escapeName(m.Node)+".json"), m); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", m.ID, err)
+	}
+	return nil
 }
 
 // NodeDone reports whether node's manifest is in checkpoint id.
