@@ -30,8 +30,9 @@ type DenseOptions struct {
 	// Dim is the number of inputs every example must have; zero takes it
 	// from the first example.
 	Dim int
-	// ByteScale multiplies raw bytes of a bytes_list feature; zero means
-	// 1/255, mapping pixels to [0, 1].
+	// ByteScale multiplies raw bytes of a bytes_list feature; zero maps
+	// pixels to [0, 1] as float32(b)/255, the same values the MNIST IDX
+	// loader produces.
 	ByteScale float32
 	// Limit stops after this many examples; zero reads all.
 	Limit int
@@ -44,10 +45,27 @@ func (o DenseOptions) withDefaults() DenseOptions {
 	if o.LabelKey == "" {
 		o.LabelKey = DefaultLabelKey
 	}
-	if o.ByteScale == 0 {
-		o.ByteScale = 1.0 / 255
-	}
 	return o
+}
+
+var div255 = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(i) / 255
+	}
+	return t
+}()
+
+// byteTable returns the float of each byte value: b*scale, or b/255 for a
+// zero scale.
+func byteTable(scale float32) *[256]float32 {
+	if scale == 0 {
+		return &div255
+	}
+	t := new([256]float32)
+	for i := range t {
+		t[i] = float32(i) * scale
+	}
+	return t
 }
 
 // Dense is a data set of fixed-size float32 inputs with integer labels.
@@ -103,8 +121,9 @@ func AppendDense(x []float32, rec []byte, opts DenseOptions) ([]float32, int64, 
 		if len(f.Bytes) != 1 {
 			return x[:start], 0, fmt.Errorf("feature %q is a bytes_list of %d values, want 1 of raw bytes: %w", opts.FeatureKey, len(f.Bytes), ErrFeature)
 		}
+		scale := byteTable(opts.ByteScale)
 		for _, v := range f.Bytes[0] {
-			x = append(x, float32(v)*opts.ByteScale)
+			x = append(x, scale[v])
 		}
 	default:
 		return x, 0, fmt.Errorf("feature %q has no list: %w", opts.FeatureKey, ErrFeature)
