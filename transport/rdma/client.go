@@ -59,6 +59,7 @@ type conn struct {
 	// has not received long after it was sent was lost (e.g. the provider
 	// rejected the region key without telling us).
 	sent           atomic.Uint64
+	delivered      atomic.Uint64 // request writes the provider reported done
 	serverReceived atomic.Uint64
 	lastPong       atomic.Int64
 	welcome        chan welcome
@@ -134,7 +135,14 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 	_, _ = rand.Read(nb[:])
 	c.nonce = binary.LittleEndian.Uint64(nb[:])
 	if err := c.handshake(ctx, name); err != nil {
+		c.fail(err)
+		c.bg.Wait()
 		fab.close()
+		if ps.CodeOf(err) == ps.CodeInternal {
+			// A fabric error (e.g. shm: no such peer region): the peer is
+			// not there to talk to.
+			return nil, fmt.Errorf("rdma: dial %s: %w: %w", addr, ps.ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("rdma: dial %s: %w", addr, err)
 	}
 	c.lastHeard.Store(time.Now().UnixNano())
@@ -169,11 +177,8 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+	defer cancel()
 	h := hello{nonce: c.nonce, areaBytes: uint64(size), areaBase: c.area.base, areaKey: c.area.key, name: myName}
 	retry := time.NewTicker(200 * time.Millisecond)
 	defer retry.Stop()
@@ -430,7 +435,9 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, func(comp completion) {
 			if comp.err != nil {
 				c.fail(fmt.Errorf("%s write: %w", what, comp.err))
+				return
 			}
+			c.delivered.Add(1)
 		})
 		if err != nil {
 			c.mu.Lock()

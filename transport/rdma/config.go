@@ -131,7 +131,8 @@ type DialerConfig struct {
 	// MaxInflight bounds outstanding requests per connection (credits).
 	// Default 64.
 	MaxInflight int
-	// HandshakeTimeout bounds a Dial when ctx has no deadline. Default 5 s.
+	// HandshakeTimeout bounds the handshake of a Dial (ctx may end it
+	// sooner). Default 5 s.
 	HandshakeTimeout time.Duration
 	// PingInterval is how often an idle connection pings its server.
 	// Default 1 s.

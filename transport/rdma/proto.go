@@ -2,7 +2,6 @@ package rdma
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"unsafe"
@@ -142,9 +141,18 @@ type writer struct {
 	n int
 }
 
-func (w *writer) u32(v uint32) { binary.LittleEndian.PutUint32(w.b[w.n:], v); w.n += 4 }
-func (w *writer) u64(v uint64) { binary.LittleEndian.PutUint64(w.b[w.n:], v); w.n += 8 }
-func (w *writer) i64(v int64)  { w.u64(uint64(v)) }
+func (w *writer) u32(v uint32)  { binary.LittleEndian.PutUint32(w.b[w.n:], v); w.n += 4 }
+func (w *writer) u64(v uint64)  { binary.LittleEndian.PutUint64(w.b[w.n:], v); w.n += 8 }
+func (w *writer) i64(v int64)   { w.u64(uint64(v)) }
+func (w *writer) f32(f float32) { w.u32(math.Float32bits(f)) }
+func (w *writer) bool(v bool) {
+	if v {
+		w.b[w.n] = 1
+	} else {
+		w.b[w.n] = 0
+	}
+	w.n++
+}
 func (w *writer) str(s string) { w.u32(uint32(len(s))); w.n += copy(w.b[w.n:], s) }
 func (w *writer) rows(r []int64) {
 	if r == nil {
@@ -157,6 +165,10 @@ func (w *writer) rows(r []int64) {
 	}
 }
 func (w *writer) floats(f []float32) {
+	if f == nil {
+		w.u64(nilCount) // nil and empty differ, as they do for rows
+		return
+	}
 	w.u64(uint64(len(f)))
 	w.n += copy(w.b[w.n:], f32bytes(f))
 }
@@ -202,7 +214,19 @@ func (r *reader) u64() uint64 {
 	r.n += 8
 	return v
 }
-func (r *reader) i64() int64 { return int64(r.u64()) }
+func (r *reader) i64() int64   { return int64(r.u64()) }
+func (r *reader) f32() float32 { return math.Float32frombits(r.u32()) }
+func (r *reader) bool() bool {
+	if !r.need(1) {
+		return false
+	}
+	v := r.b[r.n]
+	r.n++
+	if v > 1 {
+		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: bad bool byte %d", v)
+	}
+	return v == 1
+}
 func (r *reader) str() string {
 	n := int(r.u32())
 	if !r.need(n) {
@@ -240,6 +264,10 @@ func (r *reader) rows() []int64 {
 	return out
 }
 func (r *reader) floats() []float32 {
+	if r.need(8) && binary.LittleEndian.Uint64(r.b[r.n:]) == nilCount {
+		r.n += 8
+		return nil
+	}
 	n := r.count(4)
 	if r.err != nil {
 		return nil
@@ -257,22 +285,101 @@ func (r *reader) done() error {
 
 func rowsSize(r []int64) int { return 8 + 8*len(r) }
 
+// nilCount is the element count that encodes a nil float slice.
+const nilCount = ^uint64(0)
+
 // Request bodies.
 
+// createBody encodes a CreateRequest field by field: floats keep their bit
+// patterns (JSON cannot carry NaN or Inf). TestCreateCoversEveryField fails
+// when ps adds a field this does not carry.
 func createBody(req *ps.CreateRequest) ([]byte, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: encode create: %v", err)
+	sp := &req.Spec
+	n := 4 + len(sp.Name) + 4 + 8*len(sp.Shape) +
+		4 + len(sp.Init.Kind) + 5*4 + 8 +
+		4 + len(sp.Optimizer.Kind) + 10*4 + 1 +
+		4 + len(sp.Consistency.Mode) + 3*8 +
+		1 + 2*8 + 4 + 8*len(req.Parts)
+	w := writer{b: make([]byte, n)}
+	w.str(sp.Name)
+	w.u32(uint32(len(sp.Shape)))
+	for _, d := range sp.Shape {
+		w.i64(d)
 	}
-	return b, nil
+	in := &sp.Init
+	w.str(string(in.Kind))
+	for _, f := range []float32{in.Value, in.Min, in.Max, in.Mean, in.Stddev} {
+		w.f32(f)
+	}
+	w.i64(in.Seed)
+	o := &sp.Optimizer
+	w.str(string(o.Kind))
+	for _, f := range []float32{o.LR, o.Momentum, o.Beta1, o.Beta2, o.Epsilon, o.InitialAccumulator, o.L1, o.L2, o.LRPower} {
+		w.f32(f)
+	}
+	w.f32(0) // reserved
+	w.bool(o.Nesterov)
+	c := &sp.Consistency
+	w.str(string(c.Mode))
+	w.i64(int64(c.Workers))
+	w.i64(int64(c.Backup))
+	w.i64(int64(c.Staleness))
+	w.bool(sp.AllowNonFinite)
+	w.i64(sp.MinPartitionBytes)
+	w.i64(sp.MaxPartitionBytes)
+	w.u32(uint32(len(req.Parts)))
+	for _, p := range req.Parts {
+		w.i64(int64(p))
+	}
+	return w.b[:w.n], nil
 }
 
 func decodeCreate(b []byte) (*ps.CreateRequest, error) {
-	var req ps.CreateRequest
-	if err := json.Unmarshal(b, &req); err != nil {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: decode create: %v", err)
+	r := reader{b: b}
+	req := &ps.CreateRequest{}
+	sp := &req.Spec
+	sp.Name = r.str()
+	if n := int(r.u32()); r.need(8 * n) {
+		if n > 0 {
+			sp.Shape = make([]int64, n)
+		}
+		for i := range sp.Shape {
+			sp.Shape[i] = r.i64()
+		}
 	}
-	return &req, nil
+	in := &sp.Init
+	in.Kind = ps.InitKind(r.str())
+	for _, f := range []*float32{&in.Value, &in.Min, &in.Max, &in.Mean, &in.Stddev} {
+		*f = r.f32()
+	}
+	in.Seed = r.i64()
+	o := &sp.Optimizer
+	o.Kind = ps.OptimizerKind(r.str())
+	for _, f := range []*float32{&o.LR, &o.Momentum, &o.Beta1, &o.Beta2, &o.Epsilon, &o.InitialAccumulator, &o.L1, &o.L2, &o.LRPower} {
+		*f = r.f32()
+	}
+	r.f32()
+	o.Nesterov = r.bool()
+	c := &sp.Consistency
+	c.Mode = ps.Mode(r.str())
+	c.Workers = int(r.i64())
+	c.Backup = int(r.i64())
+	c.Staleness = int(r.i64())
+	sp.AllowNonFinite = r.bool()
+	sp.MinPartitionBytes = r.i64()
+	sp.MaxPartitionBytes = r.i64()
+	if n := int(r.u32()); r.need(8 * n) {
+		if n > 0 {
+			req.Parts = make([]int, n)
+		}
+		for i := range req.Parts {
+			req.Parts[i] = int(r.i64())
+		}
+	}
+	if err := r.done(); err != nil {
+		return nil, fmt.Errorf("rdma: decode create: %w", err)
+	}
+	return req, nil
 }
 
 func pullSize(req *ps.PullRequest) int {
