@@ -149,6 +149,9 @@ func (d *Dialer) Close() error {
 
 var _ ps.Dialer = (*Dialer)(nil)
 
+// unaryPush describes a Push whose request is a single frame.
+var unaryPush = grpc.StreamDesc{StreamName: "Push"}
+
 // client is a ps.Service over a peer's connections.
 type client struct {
 	d      *Dialer
@@ -242,11 +245,22 @@ func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRespons
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[1], pb.ParameterServer_Push_FullMethodName)
+	header, vals := pushHeader(req)
+	desc := &pb.ParameterServer_ServiceDesc.Streams[1]
+	var total int
+	for _, v := range vals {
+		total += len(v)
+	}
+	if total <= c.d.c.chunkElems {
+		// One frame: send it as a unary call would, with END_STREAM on
+		// the message itself, which saves a frame and a wake-up per small
+		// push. The server's stream handler sees one message, then EOF.
+		desc = &unaryPush
+	}
+	stream, err := c.p.conn().NewStream(sctx, desc, pb.ParameterServer_Push_FullMethodName)
 	if err != nil {
 		return nil, c.fail(ctx, "push", err)
 	}
-	header, vals := pushHeader(req)
 	err = sendFrames(header, vals, c.d.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
 	// io.EOF means the server ended the call early; its status follows.
 	if err != nil && err != io.EOF {
