@@ -20,9 +20,10 @@
 //     uses that port for gossip (memberlist, TCP and UDP), because gossip
 //     is the only thing a peer must know in advance: gRPC and RDMA
 //     endpoints travel in gossip metadata. The gRPC parameter service
-//     listens on PORT+GRPCPortOffset (PORT+1). Both bind all interfaces
+//     listens on PORT+GRPCPortOffset (PORT+1). Both bind 0.0.0.0
 //     (Endpoints.GossipBind, GRPCBind), since the service name resolves to
-//     the pod address and is not itself bindable. Headless services reach
+//     the pod address and is not itself bindable; the pod's one IP is then
+//     what gossip advertises. Headless services reach
 //     the pod directly, so the second port and UDP need no extra service
 //     entries; the TFJob only has to declare PORT.
 //   - PSSeeds: every ps address, the gossip seeds psd joins and trainers

@@ -22,5 +22,5 @@ func ExampleParse() {
 	// Output:
 	// trainer worker-1 2 3
 	// [job-ps-0.ns.svc:2222]
-	// :2222 job-worker-1.ns.svc:2223
+	// 0.0.0.0:2222 job-worker-1.ns.svc:2223
 }

@@ -37,6 +37,10 @@ var knownTypes = []string{TypeChief, TypeMaster, TypeWorker, TypePS, TypeEvaluat
 // convention.
 const GRPCPortOffset = 1
 
+// wildcard is the bind host of Endpoints: memberlist's transport needs an
+// IP, not an empty host.
+const wildcard = "0.0.0.0"
+
 // Task is this process's place in the cluster.
 type Task struct {
 	// Type is one of the Type* constants.
@@ -276,12 +280,14 @@ func (c *Config) Self() (string, error) {
 type Endpoints struct {
 	// Host is the entry's host: the name peers reach this task by.
 	Host string
-	// Gossip is HOST:PORT, the memberlist address to advertise (TCP and
-	// UDP); GossipBind is ":PORT", all interfaces, for binding it (the
-	// host name is a service DNS name that need not be a local address).
+	// Gossip is HOST:PORT, the memberlist address peers dial (TCP and
+	// UDP); GossipBind is "0.0.0.0:PORT", all IPv4 interfaces, for binding
+	// it: HOST is a service DNS name, not a local address, and memberlist
+	// then advertises the pod's own IP.
 	Gossip, GossipBind string
-	// GRPC is HOST:PORT+GRPCPortOffset, the parameter service address to
-	// advertise; GRPCBind is ":PORT+GRPCPortOffset" for listening.
+	// GRPC is HOST:PORT+GRPCPortOffset; GRPCBind is
+	// "0.0.0.0:PORT+GRPCPortOffset" for listening. A psd bound there
+	// advertises its interface address in gossip metadata.
 	GRPC, GRPCBind string
 }
 
@@ -300,8 +306,8 @@ func (c *Config) Endpoints() (Endpoints, error) {
 	return Endpoints{
 		Host:       host,
 		Gossip:     self,
-		GossipBind: ":" + strconv.Itoa(port),
+		GossipBind: net.JoinHostPort(wildcard, strconv.Itoa(port)),
 		GRPC:       net.JoinHostPort(host, g),
-		GRPCBind:   ":" + g,
+		GRPCBind:   net.JoinHostPort(wildcard, g),
 	}, nil
 }

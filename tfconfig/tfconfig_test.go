@@ -36,19 +36,19 @@ func TestTFJobShape(t *testing.T) {
 	}{
 		{"chief", 0, RoleTrainer, "chief-0", 0, true,
 			[]string{"mnist-ps-0.kubeflow.svc:2222", "mnist-ps-1.kubeflow.svc:2222"},
-			"mnist-chief-0.kubeflow.svc:2222", "mnist-chief-0.kubeflow.svc:2223", ":2222", ":2223"},
+			"mnist-chief-0.kubeflow.svc:2222", "mnist-chief-0.kubeflow.svc:2223", "0.0.0.0:2222", "0.0.0.0:2223"},
 		{"worker", 0, RoleTrainer, "worker-0", 1, false,
 			[]string{"mnist-ps-0.kubeflow.svc:2222", "mnist-ps-1.kubeflow.svc:2222"},
-			"mnist-worker-0.kubeflow.svc:2222", "mnist-worker-0.kubeflow.svc:2223", ":2222", ":2223"},
+			"mnist-worker-0.kubeflow.svc:2222", "mnist-worker-0.kubeflow.svc:2223", "0.0.0.0:2222", "0.0.0.0:2223"},
 		{"worker", 2, RoleTrainer, "worker-2", 3, false,
 			[]string{"mnist-ps-0.kubeflow.svc:2222", "mnist-ps-1.kubeflow.svc:2222"},
-			"mnist-worker-2.kubeflow.svc:2222", "mnist-worker-2.kubeflow.svc:2223", ":2222", ":2223"},
+			"mnist-worker-2.kubeflow.svc:2222", "mnist-worker-2.kubeflow.svc:2223", "0.0.0.0:2222", "0.0.0.0:2223"},
 		{"ps", 1, RolePS, "ps-1", -1, false,
 			[]string{"mnist-ps-0.kubeflow.svc:2222"},
-			"mnist-ps-1.kubeflow.svc:2222", "mnist-ps-1.kubeflow.svc:2223", ":2222", ":2223"},
+			"mnist-ps-1.kubeflow.svc:2222", "mnist-ps-1.kubeflow.svc:2223", "0.0.0.0:2222", "0.0.0.0:2223"},
 		{"ps", 0, RolePS, "ps-0", -1, false,
 			[]string{"mnist-ps-1.kubeflow.svc:2222"},
-			"mnist-ps-0.kubeflow.svc:2222", "mnist-ps-0.kubeflow.svc:2223", ":2222", ":2223"},
+			"mnist-ps-0.kubeflow.svc:2222", "mnist-ps-0.kubeflow.svc:2223", "0.0.0.0:2222", "0.0.0.0:2223"},
 	}
 	for _, c := range cases {
 		cfg, err := Parse([]byte(tfjob(c.typ, c.index)))
