@@ -71,7 +71,16 @@
 //
 // The executor runs ready nodes on up to SessionConfig.Workers goroutines,
 // releases every buffer after its last reader and reuses it from a pool
-// keyed by size (Session.PoolStats), and reports per-run Stats.
+// keyed by size (Session.PoolStats), and reports per-run Stats: wall time,
+// kernel (compute) time, time in Pull and Push, idle time (no kernel
+// running: waiting on the store), the push tail that backprop did not
+// hide, and with RunArgs.Profile the kernel time per op type.
+//
+// Errors: build-time problems come from Builder.Build; run-time ones
+// (a batch dimension that disagrees between two feeds, an id out of
+// range, a store failure, a cancelled context) from Session.Run, wrapped
+// around the sentinels in errors.go or the store's own errors. The runtime
+// never panics on user input; a kernel bug is recovered into an error.
 //
 // # Kernels
 //

@@ -269,7 +269,19 @@ func (b *Builder) Gradients(y *Node, xs []*Node) []*Node {
 	if !rel[y.id] {
 		return out
 	}
-	contrib := map[*Node][]*Node{y: {b.internal(opOnesLike, y.shape, attrs{}, y)}}
+	// Seed dy/dy = 1: a constant when y's shape is known (the plan folds
+	// what follows from it), else OnesLike at run time.
+	var seed *Node
+	if y.shape.Known() && y.shape.NumElements() <= 1024 {
+		ones := make([]float32, y.shape.NumElements())
+		for i := range ones {
+			ones[i] = 1
+		}
+		seed = b.Const(&Tensor{DType: Float32, Shape: y.shape.Clone(), F: ones})
+	} else {
+		seed = b.internal(opOnesLike, y.shape, attrs{}, y)
+	}
+	contrib := map[*Node][]*Node{y: {seed}}
 	for i := y.id; i >= 0; i-- {
 		n := b.nodes[i]
 		cs := contrib[n]
