@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -25,9 +26,10 @@ type codec interface {
 	decode(dst []float32, b []byte) error
 }
 
-// newCodec builds a fresh codec (top-k codecs hold per-tensor state, so
-// each tensor gets its own).
-func newCodec(name string) (codec, error) {
+// newCodec builds a fresh codec for a tensor whose rows hold rowSize
+// values (top-k codecs hold per-tensor state, so each tensor gets its
+// own).
+func newCodec(name string, rowSize int) (codec, error) {
 	switch name {
 	case "none":
 		return rawCodec{}, nil
@@ -49,12 +51,16 @@ func newCodec(name string) (codec, error) {
 		return newTopK(name, 0.01)
 	case "topk10%":
 		return newTopK(name, 0.10)
+	case "toprows1%":
+		return newTopRows(name, 0.01, rowSize)
+	case "toprows10%":
+		return newTopRows(name, 0.10, rowSize)
 	}
 	return nil, fmt.Errorf("unknown codec %q (want one of %v)", name, allCodecs)
 }
 
 // allCodecs lists every codec in table order.
-var allCodecs = []string{"none", "s2", "zstd", "bf16", "fp16", "bf16+zstd", "topk1%", "topk10%"}
+var allCodecs = []string{"none", "s2", "zstd", "bf16", "fp16", "bf16+zstd", "topk1%", "topk10%", "toprows1%", "toprows10%"}
 
 // f32bytes views float32s as their little-endian bytes (amd64/arm64).
 func f32bytes(v []float32) []byte {
@@ -226,6 +232,71 @@ func (c *topkCodec) decode(dst []float32, b []byte) error {
 	}
 	clear(dst)
 	return wire.ScatterAdd(dst, idx, vals)
+}
+
+// topRowsCodec sends the rows of largest norm of (residual + gradient),
+// as a ps sparse push would carry them: row ids (here as delta varints;
+// flowps's protobuf header packs them as varints too) and the rows'
+// float32 values.
+type topRowsCodec struct {
+	n       string
+	rowSize int
+	tk      *wire.TopKRows
+	idx     []int32
+}
+
+func newTopRows(name string, ratio float64, rowSize int) (*topRowsCodec, error) {
+	tk, err := wire.NewTopKRows(ratio, rowSize)
+	if err != nil {
+		return nil, err
+	}
+	return &topRowsCodec{n: name, rowSize: rowSize, tk: tk}, nil
+}
+
+func (c *topRowsCodec) name() string { return c.n }
+func (*topRowsCodec) lossy() bool    { return true }
+func (c *topRowsCodec) encode(dst []byte, src []float32) ([]byte, error) {
+	rows, vals, err := c.tk.Compress(src)
+	if err != nil {
+		return nil, err
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(rows)))
+	prev := int64(-1)
+	for _, r := range rows {
+		dst = binary.AppendUvarint(dst, uint64(r-prev-1))
+		prev = r
+	}
+	return append(dst, f32bytes(vals)...), nil
+}
+func (c *topRowsCodec) decode(dst []float32, b []byte) error {
+	if len(dst)%c.rowSize != 0 {
+		return fmt.Errorf("%s: %d values are not rows of %d", c.n, len(dst), c.rowSize)
+	}
+	nrows := len(dst) / c.rowSize
+	count, w := binary.Uvarint(b)
+	if w <= 0 || count > uint64(nrows) {
+		return fmt.Errorf("%s: bad row count", c.n)
+	}
+	b = b[w:]
+	c.idx = c.idx[:0]
+	prev := int64(-1)
+	for range count {
+		gap, w := binary.Uvarint(b)
+		if w <= 0 || gap >= uint64(nrows) || prev+1+int64(gap) >= int64(nrows) {
+			return fmt.Errorf("%s: bad row id", c.n)
+		}
+		b = b[w:]
+		prev += 1 + int64(gap)
+		c.idx = append(c.idx, int32(prev))
+	}
+	if len(b) != 4*int(count)*c.rowSize {
+		return fmt.Errorf("%s: %d value bytes for %d rows of %d", c.n, len(b), count, c.rowSize)
+	}
+	clear(dst)
+	for j, r := range c.idx {
+		copy(f32bytes(dst[int(r)*c.rowSize:(int(r)+1)*c.rowSize]), b[4*j*c.rowSize:4*(j+1)*c.rowSize])
+	}
+	return nil
 }
 
 // relError is ‖a − b‖ / ‖b‖.

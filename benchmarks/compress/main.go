@@ -49,7 +49,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		o           options
 		seeds       = fs.String("seeds", "1", "model and shuffle seeds of the accuracy runs, a comma list (one run per codec per seed)")
 		codecs      = fs.String("codecs", strings.Join(allCodecs, ","), "codecs measured for size and CPU")
-		trainCodecs = fs.String("train-codecs", "none,bf16,fp16,topk1%,topk10%", "codecs trained with (lossless ones train exactly as none)")
+		trainCodecs = fs.String("train-codecs", "none,bf16,fp16,topk1%,topk10%,toprows10%", "codecs trained with (lossless ones train exactly as none)")
 		capture     = fs.String("capture", "10,1000", "training steps of the none run whose gradients are measured")
 	)
 	fs.StringVar(&o.Data, "data", "mnist", "mnist (see package data), synthetic, or a DIR with the MNIST IDX files")
@@ -85,7 +85,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o.Codecs, o.TrainCodecs = splitList(*codecs), splitList(*trainCodecs)
 	for _, c := range append(slices.Clone(o.Codecs), o.TrainCodecs...) {
-		if _, err := newCodec(c); err != nil {
+		if _, err := newCodec(c, 1); err != nil {
 			return bad("%v", err)
 		}
 	}
@@ -157,18 +157,18 @@ func runAll(ctx context.Context, o options, stdout, progress io.Writer) error {
 			if len(grads) == 0 {
 				return fmt.Errorf("--capture: step %d was not reached (%d steps ran)", st, base.Steps)
 			}
-			sets = append(sets, setOf(fmt.Sprintf("grad@%d", st), grads))
+			sets = append(sets, setOf(fmt.Sprintf("grad@%d", st), grads, base.store.rowSizes))
 		}
 		w := map[string][]float32{}
 		for _, n := range base.store.inner.Names() {
 			w[n] = base.store.inner.Value(n)
 		}
-		sets = append(sets, setOf(fmt.Sprintf("weights@%d", base.Steps), w))
+		sets = append(sets, setOf(fmt.Sprintf("weights@%d", base.Steps), w, base.store.rowSizes))
 	}
 	var rows []codecRow
 	for _, set := range sets {
 		for _, c := range o.Codecs {
-			if strings.HasPrefix(set.Name, "weights") && strings.HasPrefix(c, "topk") {
+			if strings.HasPrefix(set.Name, "weights") && strings.HasPrefix(c, "top") {
 				continue // top-k is for gradients; a pull needs every weight
 			}
 			fmt.Fprintf(progress, "measuring %s on %s...\n", c, set.Name)
@@ -194,11 +194,12 @@ func runAll(ctx context.Context, o options, stdout, progress io.Writer) error {
 	return nil
 }
 
-func setOf(name string, m map[string][]float32) tensorSet {
+func setOf(name string, m map[string][]float32, rowSizes map[string]int) tensorSet {
 	s := tensorSet{Name: name}
 	for _, n := range sortedKeys(m) {
 		s.Names = append(s.Names, n)
 		s.Tensors = append(s.Tensors, m[n])
+		s.RowSizes = append(s.RowSizes, max(1, rowSizes[n]))
 	}
 	return s
 }

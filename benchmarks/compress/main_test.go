@@ -31,7 +31,7 @@ func gradLike(n int, seed uint64) []float32 {
 func TestCodecsRoundTrip(t *testing.T) {
 	g := gradLike(10000, 1)
 	for _, name := range allCodecs {
-		c, err := newCodec(name)
+		c, err := newCodec(name, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +72,17 @@ func TestCodecsRoundTrip(t *testing.T) {
 			if nz != want {
 				t.Errorf("%s: %d non-zeros, want %d", name, nz, want)
 			}
+		case strings.HasPrefix(name, "toprows"):
+			nzRows := 0
+			for r := 0; r < len(out); r += 100 {
+				if slices.ContainsFunc(out[r:r+100], func(v float32) bool { return v != 0 }) {
+					nzRows++
+				}
+			}
+			want := map[string]int{"toprows1%": 1, "toprows10%": 10}[name]
+			if nzRows != want {
+				t.Errorf("%s: %d non-zero rows, want %d", name, nzRows, want)
+			}
 		}
 		if c.decode(make([]float32, len(g)+1), b) == nil && name != "s2" && !strings.HasPrefix(name, "topk") {
 			t.Errorf("%s decoded into the wrong length without error", name)
@@ -80,7 +91,7 @@ func TestCodecsRoundTrip(t *testing.T) {
 }
 
 func TestMeasureCodec(t *testing.T) {
-	set := tensorSet{Name: "g", Names: []string{"a", "b"}, Tensors: [][]float32{gradLike(5000, 2), gradLike(300, 3)}}
+	set := tensorSet{Name: "g", Names: []string{"a", "b"}, Tensors: [][]float32{gradLike(5000, 2), gradLike(300, 3)}, RowSizes: []int{50, 1}}
 	r, err := measureCodec(set, "bf16", 3, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -142,11 +153,11 @@ func TestRunSynthetic(t *testing.T) {
 			codecRows++
 		}
 	}
-	// 8 codecs on one gradient set, 6 (no top-k) on the weights.
-	if codecRows != 14 {
-		t.Errorf("%d codec rows, want 14", codecRows)
+	// 10 codecs on one gradient set, 6 (no top-k) on the weights.
+	if codecRows != 16 {
+		t.Errorf("%d codec rows, want 16", codecRows)
 	}
-	for _, c := range []string{"none", "bf16", "fp16", "topk1%", "topk10%"} {
+	for _, c := range []string{"none", "bf16", "fp16", "topk1%", "topk10%", "toprows10%"} {
 		if a, ok := accuracy[c]; !ok || a < 0.5 {
 			t.Errorf("%s: accuracy %v (ok %v), want > 0.5 on separable synthetic data", c, a, ok)
 		}

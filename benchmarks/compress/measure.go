@@ -9,9 +9,10 @@ import (
 
 // tensorSet is a named group of real tensors (one per model variable).
 type tensorSet struct {
-	Name    string
-	Names   []string
-	Tensors [][]float32
+	Name     string
+	Names    []string
+	Tensors  [][]float32
+	RowSizes []int
 }
 
 func (s tensorSet) rawBytes() int {
@@ -52,7 +53,7 @@ func measureCodec(set tensorSet, name string, reps int, minTime time.Duration) (
 	dense := make([][]float32, len(set.Tensors))
 	var num, den float64
 	for i, t := range set.Tensors {
-		c, err := newCodec(name)
+		c, err := newCodec(name, set.RowSizes[i])
 		if err != nil {
 			return row, err
 		}

@@ -22,9 +22,10 @@ type wireStore struct {
 	inner *runtime.MemStore
 	codec string
 
-	mu      sync.Mutex
-	vars    map[string]*wireVar
-	capture map[int64]bool
+	mu       sync.Mutex
+	vars     map[string]*wireVar
+	rowSizes map[string]int
+	capture  map[int64]bool
 	// captured holds, per captured step, each variable's raw gradient.
 	captured            map[int64]map[string][]float32
 	rawBytes, wireBytes int64
@@ -40,7 +41,7 @@ type wireVar struct {
 }
 
 func newWireStore(lr float32, codecName string, captureSteps []int64) *wireStore {
-	s := &wireStore{inner: runtime.NewMemStore(lr), codec: codecName, vars: map[string]*wireVar{},
+	s := &wireStore{inner: runtime.NewMemStore(lr), codec: codecName, vars: map[string]*wireVar{}, rowSizes: map[string]int{},
 		capture: map[int64]bool{}, captured: map[int64]map[string][]float32{}}
 	for _, st := range captureSteps {
 		s.capture[st] = true
@@ -49,6 +50,13 @@ func newWireStore(lr float32, codecName string, captureSteps []int64) *wireStore
 }
 
 func (s *wireStore) Create(ctx context.Context, vars []runtime.VariableDef) error {
+	s.mu.Lock()
+	for _, d := range vars {
+		if len(d.Shape) > 0 && d.Shape[0] > 0 {
+			s.rowSizes[d.Name] = d.Shape.NumElements() / d.Shape[0]
+		}
+	}
+	s.mu.Unlock()
 	return s.inner.Create(ctx, vars)
 }
 
@@ -60,7 +68,7 @@ func (s *wireStore) Push(ctx context.Context, step int64, g runtime.Gradient) er
 	s.mu.Lock()
 	v := s.vars[g.Name]
 	if v == nil {
-		c, err := newCodec(s.codec)
+		c, err := newCodec(s.codec, max(1, s.rowSizes[g.Name]))
 		if err != nil {
 			s.mu.Unlock()
 			return err

@@ -36,6 +36,14 @@
 //	idx, vals, err = wire.DecodeSparse(msg, n)
 //	err = wire.ScatterAdd(dense, idx, vals)
 //
+// TopKRows does the same by whole rows, ranked by L2 norm; what it returns
+// (row ids and the rows' values) is a ps sparse push (PushPart.Rows and
+// Grad) as it stands, so it travels over every transport unchanged:
+//
+//	tr, err := wire.NewTopKRows(0.1, rowSize)
+//	rows, vals, err := tr.Compress(grad)
+//	part := ps.PushPart{Key: key, Rows: rows, Grad: vals} // copy if kept
+//
 // The slices Compress returns are reused by the next call. Decoders check
 // everything a peer could get wrong (lengths, index range and order) and
 // return errors wrapping ps.ErrInvalidArgument; they never panic.
