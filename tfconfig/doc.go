@@ -30,8 +30,9 @@
 //     join; a ps task gets the others, not itself (the first ps starts the
 //     cluster when no other is up yet).
 //
-// Flags override TF_CONFIG: a command reads TF_CONFIG first, then applies
-// every flag the user set explicitly (flag.FlagSet.Visit).
+// Flags override TF_CONFIG: after parsing its flags, a command passes the
+// TF_CONFIG-derived values to ApplyFlags, which sets only the flags the user
+// did not set on the command line.
 //
 //	cfg, err := tfconfig.FromEnv() // nil, nil when TF_CONFIG is unset
 //	if err != nil { return err }    // wraps ErrInvalid, says what is wrong
