@@ -26,9 +26,10 @@
 //     what gossip advertises. Headless services reach
 //     the pod directly, so the second port and UDP need no extra service
 //     entries; the TFJob only has to declare PORT.
-//   - PSSeeds: every ps address, the gossip seeds psd joins and trainers
-//     join; a ps task gets the others, not itself (the first ps starts the
-//     cluster when no other is up yet).
+//   - PSSeeds: the ps addresses, the gossip seeds psd and trainers join. A
+//     ps task gets the others, not itself: a lone ps starts the cluster, and
+//     several ps each keep retrying the others (psd's --join-timeout) while
+//     their own gossip is already listening, so they may start in any order.
 //
 // Flags override TF_CONFIG: after parsing its flags, a command passes the
 // TF_CONFIG-derived values to ApplyFlags, which sets only the flags the user
