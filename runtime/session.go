@@ -22,7 +22,8 @@ type SessionConfig struct {
 	// Workers bounds how many kernels run at once. Zero means GOMAXPROCS.
 	Workers int
 	// MaxPoolBytes bounds the memory the buffer pool keeps for reuse
-	// between steps. Zero means 1 GiB; a negative value disables pooling.
+	// between steps. Zero means 256 MiB (several steps' activations of a
+	// LeNet at batch 128); a negative value disables pooling.
 	MaxPoolBytes int64
 	// SkipCreate makes NewSession skip VarStore.Create (when the variables
 	// were created elsewhere, e.g. by another trainer).
@@ -65,7 +66,7 @@ func NewSession(ctx context.Context, g *Graph, cfg SessionConfig) (*Session, err
 		cfg.Workers = goruntime.GOMAXPROCS(0)
 	}
 	if cfg.MaxPoolBytes == 0 {
-		cfg.MaxPoolBytes = 1 << 30
+		cfg.MaxPoolBytes = 256 << 20
 	}
 	log := cfg.Logger
 	if log == nil {
