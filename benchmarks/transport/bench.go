@@ -180,7 +180,14 @@ func (c *config) validate() error {
 // run measures every (transport, size, op) cell, reporting each on
 // progress as it finishes, and at the end writes one JSON line per cell
 // (with its ratio to the tcp row) to jsonOut if non-nil.
-func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer) ([]result, error) {
+//
+// Every transport's server is up for the whole run, and the transports of
+// one (size, op) are measured interleaved: in rounds, each round giving
+// every transport a slice of about MinTime/10 in turn, until each has
+// MinRuns runs and MinTime of runs. Load from elsewhere on the machine
+// then falls on every row alike, so the ratios of one run mean something
+// even when the absolute figures move.
+func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer) (_ []result, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -191,14 +198,71 @@ func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer)
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &env{compress: cfg.Compress, logger: cfg.Logger}
-	var results []result
+	type conn struct {
+		b     backend
+		where string
+		c     client
+	}
+	var conns []conn
+	var stops []func() error
+	defer func() {
+		for _, c := range conns {
+			if cerr := c.c.close(); cerr != nil && err == nil {
+				err = fmt.Errorf("%s: close client: %w", c.b.name, cerr)
+			}
+		}
+		for _, stop := range stops {
+			if serr := stop(); serr != nil && err == nil {
+				err = fmt.Errorf("stop server: %w", serr)
+			}
+		}
+	}()
 	for _, name := range cfg.Transports {
 		b, _ := findBackend(name)
-		rs, err := runBackend(ctx, cfg, e, b, progress)
-		if err != nil {
-			return results, fmt.Errorf("%s: %w", name, err)
+		where := "in-process"
+		var addr string
+		var stop func() error
+		var err error
+		if cfg.Child && b.child {
+			where = "child"
+			addr, stop, err = startChild(ctx, cfg, b.name)
+		} else {
+			addr, stop, err = b.serve(ctx, e)
 		}
-		results = append(results, rs...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: start server: %w", name, err)
+		}
+		stops = append(stops, stop)
+		c, err := b.dial(ctx, e, addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: dial %s: %w", name, addr, err)
+		}
+		conns = append(conns, conn{b: b, where: where, c: c})
+	}
+	var results []result
+	for _, size := range cfg.Sizes {
+		cells := make([]cell, len(conns))
+		for i, c := range conns {
+			cl, err := c.c.prepare(ctx, size)
+			if err != nil {
+				return results, fmt.Errorf("%s: prepare %d bytes: %w", c.b.name, size, err)
+			}
+			cells[i] = cl
+		}
+		for _, op := range cfg.Ops {
+			rs, err := measure(ctx, cfg, cells, op, size)
+			if err != nil {
+				return results, err
+			}
+			for i := range rs {
+				rs[i].Transport, rs[i].Compress, rs[i].Server = conns[i].b.name, cfg.Compress, conns[i].where
+				if progress != nil {
+					r := rs[i]
+					fmt.Fprintf(progress, "%-10s %-8s %8s  %7.3f GB/s  p50 %9.1f µs  (%d runs)\n", r.Transport, op, fmtSize(size), r.GBPerS, r.P50us, r.Runs)
+				}
+			}
+			results = append(results, rs...)
+		}
 	}
 	addRatios(results)
 	if jsonOut != nil {
@@ -212,58 +276,10 @@ func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer)
 	return results, nil
 }
 
-func runBackend(ctx context.Context, cfg config, e *env, b backend, progress io.Writer) (_ []result, err error) {
-	where := "in-process"
-	var addr string
-	var stop func() error
-	if cfg.Child && b.child {
-		where = "child"
-		addr, stop, err = startChild(ctx, cfg, b.name)
-	} else {
-		addr, stop, err = b.serve(ctx, e)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = fmt.Errorf("stop server: %w", serr)
-		}
-	}()
-	c, err := b.dial(ctx, e, addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	defer func() {
-		if cerr := c.close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close client: %w", cerr)
-		}
-	}()
-	var out []result
-	for _, size := range cfg.Sizes {
-		cl, err := c.prepare(ctx, size)
-		if err != nil {
-			return out, fmt.Errorf("prepare %d bytes: %w", size, err)
-		}
-		for _, op := range cfg.Ops {
-			r, err := measure(ctx, cfg, cl, op, size)
-			if err != nil {
-				return out, fmt.Errorf("%s %s: %w", op, fmtSize(size), err)
-			}
-			r.Transport, r.Compress, r.Server = b.name, cfg.Compress, where
-			if progress != nil {
-				fmt.Fprintf(progress, "%-10s %-8s %8s  %7.3f GB/s  p50 %9.1f µs  (%d runs)\n", b.name, op, fmtSize(size), r.GBPerS, r.P50us, r.Runs)
-			}
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// measure repeats one operation: Warmup untimed runs, then timed runs
-// until both MinRuns and MinTime are reached, or MaxRuns.
-func measure(ctx context.Context, cfg config, c cell, op string, size int) (result, error) {
-	once := func() error {
+// measure runs one operation of one size on every cell: Warmup untimed
+// runs each, then interleaved rounds of timed runs (see run).
+func measure(ctx context.Context, cfg config, cells []cell, op string, size int) ([]result, error) {
+	once := func(c cell) error {
 		octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 		defer cancel()
 		switch op {
@@ -278,23 +294,54 @@ func measure(ctx context.Context, cfg config, c cell, op string, size int) (resu
 			return c.doPull(octx)
 		}
 	}
-	for range cfg.Warmup {
-		if err := once(); err != nil {
-			return result{}, fmt.Errorf("warm-up: %w", err)
+	for i, c := range cells {
+		for range cfg.Warmup {
+			if err := once(c); err != nil {
+				return nil, fmt.Errorf("cell %d %s %s warm-up: %w", i, op, fmtSize(size), err)
+			}
 		}
 	}
-	var lat []time.Duration
-	began := time.Now()
-	for len(lat) < cfg.MaxRuns && (len(lat) < cfg.MinRuns || time.Since(began) < cfg.MinTime) {
+	lat := make([][]time.Duration, len(cells))
+	spent := make([]time.Duration, len(cells))
+	slice := cfg.MinTime / 10
+	done := func(i int) bool {
+		n := len(lat[i])
+		return n >= cfg.MaxRuns || (n >= cfg.MinRuns && spent[i] >= cfg.MinTime)
+	}
+	for {
 		if err := ctx.Err(); err != nil {
-			return result{}, err
+			return nil, err
 		}
-		t0 := time.Now()
-		if err := once(); err != nil {
-			return result{}, fmt.Errorf("run %d: %w", len(lat)+1, err)
+		active := 0
+		for i, c := range cells {
+			if done(i) {
+				continue
+			}
+			active++
+			began := time.Now()
+			for first := true; first || (time.Since(began) < slice && len(lat[i]) < cfg.MaxRuns); first = false {
+				t0 := time.Now()
+				if err := once(c); err != nil {
+					return nil, fmt.Errorf("cell %d %s %s run %d: %w", i, op, fmtSize(size), len(lat[i])+1, err)
+				}
+				d := time.Since(t0)
+				lat[i] = append(lat[i], d)
+				spent[i] += d
+			}
 		}
-		lat = append(lat, time.Since(t0))
+		if active == 0 {
+			break
+		}
 	}
+	out := make([]result, len(cells))
+	for i, l := range lat {
+		out[i] = summarize(l, op, size)
+	}
+	return out, nil
+}
+
+// summarize turns latencies into a result.
+func summarize(lat []time.Duration, op string, size int) result {
 	var total time.Duration
 	for _, d := range lat {
 		total += d
@@ -312,7 +359,7 @@ func measure(ctx context.Context, cfg config, c cell, op string, size int) (resu
 		P99us:  us(percentile(lat, 0.99)),
 		MeanUs: us(total) / float64(len(lat)),
 		MinUs:  us(lat[0]),
-	}, nil
+	}
 }
 
 // percentile is the nearest-rank percentile of sorted d (with fewer than

@@ -25,10 +25,13 @@
 // Every server runs in this process unless --child, which runs it in a
 // child process of the same binary (environment FLOWPS_BENCH_SERVE names
 // the transport; the child prints its address and serves until its stdin
-// closes). Each (transport, size, op) cell warms up (--warmup runs), then
-// repeats until both --min-runs and --min-time are reached (or
-// --max-runs). Ops: push (payload to the server), pull (payload from it),
-// pushpull (one then the other; its GB/s counts both payloads).
+// closes). All servers stay up for the whole run. For each size and op,
+// every transport warms up (--warmup runs), then the transports are
+// measured interleaved, in rounds that give each a slice of about
+// --min-time/10, until each has both --min-runs runs and --min-time of
+// runs (or --max-runs): load from elsewhere on the machine then falls on
+// all rows alike. Ops: push (payload to the server), pull (payload from
+// it), pushpull (one then the other; its GB/s counts both payloads).
 //
 // The table gives per op and size each transport's GB/s (payload bytes /
 // total time / 1e9, one direction), p50 and p99 latency (nearest rank: with

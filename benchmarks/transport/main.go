@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	goruntime "runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -45,6 +46,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		minTime    = fs.Duration("min-time", time.Second, "time per cell, at least (after min-runs)")
 		opTimeout  = fs.Duration("op-timeout", 2*time.Minute, "bound on one operation")
 		quiet      = fs.Bool("quiet", false, "no progress lines on stderr")
+		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the whole run (client and in-process servers) to `FILE`")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./benchmarks/transport [flags]\n\nMeasures push, pull and push+pull throughput and latency of flowps transports\nagainst their baselines on 127.0.0.1, and prints a table.\n\n")
@@ -92,7 +94,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	header := fmt.Sprintf("flowps transport benchmark: %s, %s on %d CPUs (GOMAXPROCS %d), 127.0.0.1, %s, compress %s",
 		time.Now().UTC().Format("2006-01-02 15:04"), goruntime.Version(), goruntime.NumCPU(), goruntime.GOMAXPROCS(0), where, cfg.Compress)
 	fmt.Fprintln(stdout, header)
-	fmt.Fprintf(stdout, "warm-up %d runs, then ≥ %d runs and ≥ %v per cell; GB/s = payload bytes / time / 1e9 (pushpull counts both payloads); × tcp = GB/s over the tcp row\n\n",
+	fmt.Fprintf(stdout, "warm-up %d runs, then interleaved rounds until ≥ %d runs and ≥ %v per cell; GB/s = payload bytes / time / 1e9 (pushpull counts both payloads); × tcp = GB/s over the tcp row\n\n",
 		cfg.Warmup, cfg.MinRuns, cfg.MinTime)
 	var jsonOut io.Writer
 	var jsonFile *os.File
@@ -103,6 +105,22 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 		jsonFile, jsonOut = f, f
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "--cpuprofile:", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			fmt.Fprintln(stderr, "--cpuprofile:", err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	var progress io.Writer
 	if !*quiet {
