@@ -60,10 +60,11 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 		}
 	}
 	m, err := sharding.NewMembership(sharding.MembershipConfig{
-		Self:     sharding.Member{ID: fmt.Sprintf("trainer-%d-%s", cfg.Rank, c.id), Role: sharding.RoleTrainer},
-		BindAddr: cfg.Gossip,
-		Profile:  profile,
-		Logger:   c.logger.With("component", "gossip"),
+		Self:      sharding.Member{ID: fmt.Sprintf("trainer-%d-%s", cfg.Rank, c.id), Role: sharding.RoleTrainer},
+		BindAddr:  cfg.Gossip,
+		SecretKey: cfg.Security.GossipKey,
+		Profile:   profile,
+		Logger:    c.logger.With("component", "gossip"),
 	})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)

@@ -34,6 +34,8 @@ type config struct {
 	Init      string  // glorot | torch
 	Transport string  // grpc
 	Compress  string  // none | s2 | zstd
+	// Security holds the mutual-TLS identity and gossip key (--join).
+	Security *securityFlags
 	// JoinTimeout bounds joining the cluster and waiting for a psd.
 	JoinTimeout time.Duration
 	// EvalBatch is the batch size used to evaluate on the test set.
@@ -71,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Transport, "transport", "grpc", "transport to the parameter servers with --join: grpc (the trainer does not select RDMA yet)")
 	fs.StringVar(&c.Compress, "compress", "none", "wire compression with --join: none, s2 or zstd")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
+	c.Security = addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -79,6 +82,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := c.Security.resolve(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if c.Local && (c.Security.TLS != nil || c.Security.GossipKey != nil) {
+		return nil, fmt.Errorf("%w: --tls-* and --gossip-key apply to --join only: --local has no wire", errUsage)
 	}
 	return c, nil
 }

