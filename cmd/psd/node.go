@@ -68,7 +68,7 @@ func run(ctx context.Context, cfg config) error {
 	mcfg := sharding.MembershipConfig{
 		Self:          self,
 		BindAddr:      cfg.Gossip,
-		AdvertiseAddr: cfg.Advertise,
+		AdvertiseAddr: advertiseGossip(cfg.Gossip, cfg.Advertise),
 		Profile:       cfg.Profile,
 		Logger:        log.With("component", "gossip"),
 	}
@@ -173,4 +173,18 @@ func advertised(bound, advertise string) (string, error) {
 		}
 	}
 	return net.JoinHostPort("127.0.0.1", port), nil
+}
+
+// advertiseGossip turns --advertise (a bare HOST) into the HOST:PORT gossip
+// advertises, with the port of --gossip. Empty leaves the choice to
+// sharding (the bind address, or a private address for a wildcard bind).
+func advertiseGossip(gossip, advertise string) string {
+	if advertise == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(gossip)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(advertise, port)
 }
