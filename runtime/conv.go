@@ -127,11 +127,28 @@ func kConv2D(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 	ch := g.chunk()
 	cols := k.scratch(ch * g.oh * g.ow * K)
 	defer k.free(cols)
+	beta := float32(0)
+	var bias []float32
+	if n.a.bias {
+		if bias = in[2].F; len(bias) != co || in[2].DType != Float32 {
+			return errorf(ErrShape, "bias %v for %d output channels", in[2].Shape, co)
+		}
+		beta = 1
+	}
 	for b0 := 0; b0 < g.n; b0 += ch {
 		nb := min(ch, g.n-b0)
 		m := nb * g.oh * g.ow
 		g.im2col(x.F, b0, nb, cols)
-		blas.Sgemm(false, false, m, co, K, 1, cols, K, f.F, co, 0, o[b0*g.oh*g.ow*co:], co)
+		dst := o[b0*g.oh*g.ow*co : (b0+nb)*g.oh*g.ow*co]
+		if bias != nil {
+			for r := 0; r < m; r++ {
+				copy(dst[r*co:(r+1)*co], bias)
+			}
+		}
+		blas.Sgemm(false, false, m, co, K, 1, cols, K, f.F, co, beta, dst, co)
+		if n.a.relu {
+			relu(dst)
+		}
 	}
 	return nil
 }

@@ -207,6 +207,15 @@ func TestGradients(t *testing.T) {
 				// fused by the plan into FusedMatMul(relu) forward
 				return b.Relu(b.BiasAdd(b.MatMul(xs[0], xs[1], false, false), xs[2]))
 			}},
+		{name: "ConvBiasReluChain", inputs: []*Tensor{awayFromZero(r, Shape{2, 4, 4, 2}), f(3, 3, 2, 3), f(3)},
+			build: func(b *Builder, xs, _ []*Node) *Node {
+				// fused by the plan into FusedConv2D(bias, relu) forward
+				return b.Relu(b.BiasAdd(b.Conv2D(xs[0], xs[1], [2]int{1, 1}, Same), xs[2]))
+			}, tol: 2e-2},
+		{name: "ConvBias", inputs: []*Tensor{f(1, 5, 4, 2), f(2, 2, 2, 3), f(3)},
+			build: func(b *Builder, xs, _ []*Node) *Node {
+				return b.BiasAdd(b.Conv2D(xs[0], xs[1], [2]int{2, 1}, Valid), xs[2])
+			}},
 		{name: "SharedInput", inputs: []*Tensor{f(3, 3)},
 			build: one(func(b *Builder, x *Node) *Node { return b.Mul(b.Tanh(x), b.MatMul(x, x, false, true)) })},
 	}

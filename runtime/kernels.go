@@ -49,6 +49,7 @@ func init() {
 		opSparseToDense:  kSparseToDense,
 		opDropout:        kDropout,
 		opConv2D:         kConv2D,
+		opFusedConv:      kConv2D,
 		opConvInputGrad:  kConvInputGrad,
 		opConvFilterGrad: kConvFilterGrad,
 		opMaxPool:        kMaxPool,
@@ -161,9 +162,9 @@ func kBiasAdd(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 		for j, bv := range b.F {
 			orow[j] = xr[j] + bv
 		}
-	}
-	if n.op == opBiasRelu {
-		relu(o)
+		if n.op == opBiasRelu {
+			relu(orow)
+		}
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ const (
 
 	// Ops the plan introduces.
 	opFusedMatMul = "FusedMatMul" // MatMul (+ bias) (+ relu)
+	opFusedConv   = "FusedConv2D" // Conv2D + bias (+ relu)
 	opBiasRelu    = "BiasAddRelu"
 	opGatherVar   = "GatherVariable" // sparse pull of the rows Gather needs
 )

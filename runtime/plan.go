@@ -57,7 +57,7 @@ type PlanStats struct {
 	Pruned   int // after pruning to the fetches' and targets' ancestors
 	Folded   int // constants folded (nodes replaced by a Const)
 	Merged   int // nodes removed by common-subexpression elimination
-	Fused    int // fusions (MatMul+BiasAdd(+Relu), BiasAdd+Relu)
+	Fused    int // fusions (MatMul or Conv2D +BiasAdd(+Relu), BiasAdd+Relu)
 	Recv     int // dense variable pulls
 	Sparse   int // sparse (row) variable pulls
 	Push     int // gradient pushes
@@ -333,8 +333,9 @@ func tensorsEqual(x, y *Tensor) bool {
 }
 
 // fuse rewrites Relu(BiasAdd(MatMul(a,w), b)) into FusedMatMul(a,w,b) with
-// relu, BiasAdd(MatMul) into FusedMatMul without, and Relu(BiasAdd(x,b))
-// into BiasAddRelu, when the intermediate values have no other reader.
+// relu, BiasAdd(MatMul) into FusedMatMul without, the same for Conv2D
+// (FusedConv2D), and Relu(BiasAdd(x,b)) into BiasAddRelu, when the
+// intermediate values have no other reader.
 func (p *plan) fuse() {
 	live := p.reachable()
 	readers := make([]int, len(p.nodes))
@@ -368,6 +369,11 @@ func (p *plan) fuse() {
 				n.op, n.in = opFusedMatMul, []int{m.in[0], m.in[1], bn.in[1]}
 				n.a = attrs{transA: m.a.transA, transB: m.a.transB, bias: true, relu: true}
 				readers[mm], readers[ba] = 0, 0
+			} else if p.nodes[mm].op == opConv2D && private(mm) {
+				m := &p.nodes[mm]
+				n.op, n.in = opFusedConv, []int{m.in[0], m.in[1], bn.in[1]}
+				n.a = attrs{strides: m.a.strides, same: m.a.same, bias: true, relu: true}
+				readers[mm], readers[ba] = 0, 0
 			} else {
 				n.op, n.in = opBiasRelu, []int{bn.in[0], bn.in[1]}
 				readers[ba] = 0
@@ -375,7 +381,7 @@ func (p *plan) fuse() {
 			p.stats.Fused++
 		case opBiasAdd:
 			mm := n.in[0]
-			if p.nodes[mm].op != opMatMul || !private(mm) {
+			if op := p.nodes[mm].op; op != opMatMul && op != opConv2D || !private(mm) {
 				continue
 			}
 			// Leave it for a Relu reader to fuse all three.
@@ -383,8 +389,13 @@ func (p *plan) fuse() {
 				continue
 			}
 			m := &p.nodes[mm]
-			n.op, n.in = opFusedMatMul, []int{m.in[0], m.in[1], n.in[1]}
-			n.a = attrs{transA: m.a.transA, transB: m.a.transB, bias: true}
+			if m.op == opConv2D {
+				n.op, n.in = opFusedConv, []int{m.in[0], m.in[1], n.in[1]}
+				n.a = attrs{strides: m.a.strides, same: m.a.same, bias: true}
+			} else {
+				n.op, n.in = opFusedMatMul, []int{m.in[0], m.in[1], n.in[1]}
+				n.a = attrs{transA: m.a.transA, transB: m.a.transB, bias: true}
+			}
 			readers[mm] = 0
 			p.stats.Fused++
 		}

@@ -413,3 +413,52 @@ func TestCanceledRun(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+func TestFusedConvMatchesUnfused(t *testing.T) {
+	ctx := context.Background()
+	b := NewBuilder()
+	x := b.Placeholder("x", Float32, Shape{-1, 6, 6, 2})
+	f1 := b.Variable("f1", Shape{3, 3, 2, 4}, GlorotUniform(1))
+	b1 := b.Variable("b1", Shape{4}, UniformInit(-0.5, 0.5, 2))
+	f2 := b.Variable("f2", Shape{2, 2, 4, 3}, GlorotUniform(3))
+	b2 := b.Variable("b2", Shape{3}, UniformInit(-0.5, 0.5, 4))
+	h := b.Relu(b.BiasAdd(b.Conv2D(x, f1, [2]int{1, 1}, Same), b1))
+	out := b.BiasAdd(b.Conv2D(h, f2, [2]int{2, 2}, Valid), b2)
+	loss := b.Mean(b.Square(out), nil, false)
+	grads := b.Gradients(loss, []*Node{f1, b1, f2, b2})
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(ctx, g, SessionConfig{Store: NewMemStore(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := RunArgs{Feeds: Feeds{x: randTensor(newRandSource(8).r, Shape{3, 6, 6, 2}, -1, 1)}, Fetches: append([]*Node{out}, grads...)}
+	cp, err := s.plan(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fused := 0
+	for _, n := range cp.p.nodes {
+		if n.op == opFusedConv {
+			fused++
+		}
+	}
+	if fused != 2 {
+		t.Fatalf("%d FusedConv2D nodes, want 2 (%v)", fused, cp.p.stats)
+	}
+	on, err := s.run(ctx, args, planOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := s.run(ctx, args, planOptions{noFuse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range on.Values {
+		if !allClose(on.Values[i].F, off.Values[i].F, 1e-5) {
+			t.Errorf("fetch %d differs with fusion off", i)
+		}
+	}
+}
