@@ -34,6 +34,18 @@ const (
 	DefaultMaxTensorBytes = 4 << 30
 	// DefaultStopTimeout is how long Stop waits for calls in flight.
 	DefaultStopTimeout = 10 * time.Second
+	// DefaultKeepalive is how long a client connection may be silent while
+	// calls are in flight before it is pinged, and how long the ping may
+	// go unanswered before the connection is declared dead. A partition
+	// that drops packets without resetting connections thus fails a call
+	// blocked in Pull (a sync barrier may hold it for long) with
+	// ps.ErrUnavailable after about twice this, instead of never.
+	DefaultKeepalive = 20 * time.Second
+	// minKeepalive is gRPC's floor for a client's ping interval.
+	minKeepalive = 10 * time.Second
+	// serverMinPing is the most frequent ping a Server accepts (gRPC
+	// servers close connections that ping more often than their policy).
+	serverMinPing = 5 * time.Second
 )
 
 // ServerConfig configures a Server. The zero value serves plaintext with the
@@ -92,6 +104,11 @@ type DialerConfig struct {
 	// ConnsPerPeer is the number of TCP connections kept to each address;
 	// calls are spread over them round-robin. Zero means 1.
 	ConnsPerPeer int
+	// Keepalive is the ping interval and timeout on connections with calls
+	// in flight (see DefaultKeepalive). Zero means DefaultKeepalive; a
+	// negative value turns pings off. Values below 10s are raised to 10s,
+	// gRPC's floor.
+	Keepalive time.Duration
 }
 
 // common holds the settings both sides share, with defaults applied.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Dialer dials parameter servers over gRPC. It implements ps.Dialer.
@@ -73,6 +74,11 @@ func NewDialer(cfg DialerConfig) *Dialer {
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)
 	}
+	ka := cfg.Keepalive
+	if ka == 0 {
+		ka = DefaultKeepalive
+	}
+	ka = max(ka, minKeepalive)
 	d.opts = []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		experimental.WithBufferPool(sharedPool),
@@ -81,6 +87,9 @@ func NewDialer(cfg DialerConfig) *Dialer {
 		grpc.WithInitialConnWindowSize(d.c.window),
 		grpc.WithReadBufferSize(d.c.readBuf),
 		grpc.WithWriteBufferSize(d.c.writeBuf),
+	}
+	if cfg.Keepalive >= 0 {
+		d.opts = append(d.opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: ka, Timeout: ka}))
 	}
 	return d
 }

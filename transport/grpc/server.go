@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -49,6 +50,7 @@ func NewServer(svc ps.Service, cfg ServerConfig) *Server {
 		grpc.WriteBufferSize(s.c.writeBuf),
 		grpc.MaxRecvMsgSize(s.c.maxMessageBytes),
 		grpc.MaxSendMsgSize(s.c.maxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: serverMinPing}),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
