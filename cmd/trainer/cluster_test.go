@@ -26,32 +26,36 @@ func TestClusterSync(t *testing.T) {
 	seed := c.Nodes[0].Gossip
 	common := []string{"--data", "synthetic", "--model", "logreg", "--epochs", "1", "--lr", "0.2", "--seed", "4", "--progress", "60"}
 
-	var wg sync.WaitGroup
-	res := make([]*result, 2)
-	logs := make([]string, 2)
-	codes := make([]int, 2)
-	for r := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var out, errb bytes.Buffer
-			args := append([]string{"--join", seed, "--gossip", "127.0.0.1:0", "--mode", "sync", "--workers", "2",
-				"--rank", string(rune('0' + r)), "--batch", "25"}, common...)
-			codes[r] = run(context.Background(), args, &out, &errb)
-			logs[r] = errb.String()
-			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			var v result
-			if json.Unmarshal([]byte(lines[len(lines)-1]), &v) == nil {
-				res[r] = &v
-			}
-		}()
-	}
-	wg.Wait()
-	for r := range 2 {
-		if codes[r] != 0 || res[r] == nil {
-			t.Fatalf("trainer %d: code %d\n%s", r, codes[r], logs[r])
+	runPair := func() []*result {
+		var wg sync.WaitGroup
+		res := make([]*result, 2)
+		logs := make([]string, 2)
+		codes := make([]int, 2)
+		for r := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var out, errb bytes.Buffer
+				args := append([]string{"--join", seed, "--gossip", "127.0.0.1:0", "--mode", "sync", "--workers", "2",
+					"--rank", string(rune('0' + r)), "--batch", "25"}, common...)
+				codes[r] = run(context.Background(), args, &out, &errb)
+				logs[r] = errb.String()
+				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+				var v result
+				if json.Unmarshal([]byte(lines[len(lines)-1]), &v) == nil {
+					res[r] = &v
+				}
+			}()
 		}
+		wg.Wait()
+		for r := range 2 {
+			if codes[r] != 0 || res[r] == nil {
+				t.Fatalf("trainer %d: code %d\n%s", r, codes[r], logs[r])
+			}
+		}
+		return res
 	}
+	res := runPair()
 	code, local, stderr := runTrainer(t, append([]string{"--local", "--mode", "sync", "--batch", "50"}, common...)...)
 	if code != 0 {
 		t.Fatalf("local: %d %s", code, stderr)
@@ -67,8 +71,17 @@ func TestClusterSync(t *testing.T) {
 		t.Errorf("local accuracy %.4f < 0.9", local.TestAccuracy)
 	}
 
+	// A second job on the same servers resumes from their version and
+	// trains further instead of failing with stale steps.
+	again := runPair()
+	t.Logf("second job: loss %.6f acc %.4f", again[0].TestLoss, again[0].TestAccuracy)
+	if again[0].Steps != res[0].Steps || !(again[0].TestLoss < res[0].TestLoss) {
+		t.Errorf("second job: %d steps, test loss %.6f; first: %d steps, %.6f", again[0].Steps, again[0].TestLoss, res[0].Steps, res[0].TestLoss)
+	}
+
 	t.Log("mismatched job starts")
 	code, _, stderr = runTrainer(t, append([]string{"--join", seed, "--gossip", "127.0.0.1:0", "--mode", "async", "--batch", "50"}, common...)...)
+	t.Log("mismatched job done")
 	if code != 1 || !strings.Contains(stderr, "logreg/kernel") || !strings.Contains(stderr, "disagrees with the parameter servers") {
 		t.Errorf("mismatched job: code %d, stderr %q", code, stderr)
 	}

@@ -20,6 +20,11 @@ type psStore struct {
 	opt    ps.OptimizerSpec
 	cons   ps.Consistency
 
+	// base is added to the session's steps: the variables' version when
+	// this job started (sync mode), so a job resumes on servers that
+	// already hold its variables.
+	base int64
+
 	waitVar string    // the smallest variable, pulled to wait for a step
 	waitBuf []float32 // its buffer
 
@@ -76,6 +81,7 @@ func (s *psStore) Create(ctx context.Context, defs []runtime.VariableDef) error 
 func (s *psStore) Pull(ctx context.Context, step int64, reqs []runtime.PullRequest) error {
 	t0 := time.Now()
 	defer func() { s.pullNanos.Add(int64(time.Since(t0))); s.pulls.Add(1) }()
+	step += s.base
 	ops := make([]ps.PullOp, len(reqs))
 	for i, r := range reqs {
 		ops[i] = ps.PullOp{Var: r.Name, Rows: r.Rows, Dst: r.Dst}
@@ -97,6 +103,7 @@ func (s *psStore) Pull(ctx context.Context, step int64, reqs []runtime.PullReque
 func (s *psStore) Push(ctx context.Context, step int64, g runtime.Gradient) error {
 	t0 := time.Now()
 	defer func() { s.pushNanos.Add(int64(time.Since(t0))); s.pushes.Add(1) }()
+	step += s.base
 	op := ps.PushOp{Var: g.Name, Rows: g.Rows, Grad: g.Values}
 	if s.cons.Mode == ps.Sync {
 		op.Step = step
@@ -109,4 +116,31 @@ func (s *psStore) Push(ctx context.Context, step int64, g runtime.Gradient) erro
 		return fmt.Errorf("push %s at step %d: %w", g.Name, step, err)
 	}
 	return nil
+}
+
+// resume sets base, in sync mode, to the version the servers' copy of the
+// variables has reached (0 for new variables), so that a job started on a
+// cluster that already trained them continues from there instead of
+// failing with stale steps. Every worker of a sync job reads the same
+// version: no step completes before all of them push it.
+func (s *psStore) resume(ctx context.Context, defs []runtime.VariableDef) (int64, error) {
+	if s.cons.Mode != ps.Sync {
+		return 0, nil
+	}
+	ops := make([]ps.PullOp, len(defs))
+	for i, d := range defs {
+		ops[i] = ps.PullOp{Var: d.Name, Dst: make([]float32, d.Shape.NumElements())}
+	}
+	vs, err := s.client.PullMany(ctx, ops, ps.PullOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("reading the variables' versions: %w", err)
+	}
+	base := vs[0]
+	for i, v := range vs {
+		if v != base {
+			return 0, fmt.Errorf("variables are at different versions (%s at %d, %s at %d): another job is training them", defs[0].Name, base, defs[i].Name, v)
+		}
+	}
+	s.base = base
+	return base, nil
 }

@@ -228,6 +228,11 @@ func newWorker(ctx context.Context, cfg *config, rank int, conn *cluster, train,
 	if err != nil {
 		return nil, err
 	}
+	if base, err := store.resume(ctx, m.Graph.Variables()); err != nil {
+		return nil, err
+	} else if base > 0 {
+		logger.Warn("the servers already hold this model's variables: resuming from their version", "version", base, "rank", rank)
+	}
 	return &worker{cfg: cfg, rank: rank, model: m, store: store, runner: runner, train: train, test: test,
 		sampler: sampler, logger: logger.With("rank", rank)}, nil
 }
@@ -258,7 +263,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 			x, y = w.train.Gather(idx, x, y)
 			t1 := time.Now()
 			dataDur += t1.Sub(t0)
-			if err := w.store.wait(ctx, step); err != nil {
+			if err := w.store.wait(ctx, step+w.store.base); err != nil {
 				return nil, err
 			}
 			t2 := time.Now()
