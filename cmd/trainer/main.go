@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	res, err := train(ctx, cfg, stderr, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "trainer: interrupted: %v\n", err)
+			return 1
+		}
 		fmt.Fprintf(stderr, "trainer: %v\n", err)
 		return 1
 	}

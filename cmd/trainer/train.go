@@ -128,7 +128,7 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 	errs := make([]error, len(ranks))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	workers := make([]*worker, len(ranks))
 	for i, r := range ranks {
 		w, err := newWorker(ctx, cfg, r, conn, trainSet, testSet, logger)
 		if err != nil {
@@ -138,6 +138,10 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 		if w.lead {
 			w.progress, w.logf = progress, logf
 		}
+		workers[i] = w
+	}
+	var wg sync.WaitGroup
+	for i, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
