@@ -1,9 +1,6 @@
 package runtime
 
-import (
-	"fmt"
-	"log/slog"
-)
+import "fmt"
 
 // Node is one operation of a graph and names its output. Nodes are created
 // by Builder methods and never change afterwards, so one graph can be run by
@@ -91,7 +88,7 @@ type Builder struct {
 	err    error
 	vars   map[string]*Node
 	phs    map[string]*Node
-	logger *slog.Logger
+	built  int // nodes [0, built) belong to a built graph
 }
 
 // NewBuilder returns an empty builder.
@@ -111,6 +108,7 @@ func (b *Builder) Build() (*Graph, error) {
 		return nil, b.err
 	}
 	g := &Graph{b: b, nodes: b.nodes[:len(b.nodes):len(b.nodes)]}
+	b.built = len(b.nodes)
 	for _, n := range g.nodes {
 		if n.op == opVariable {
 			g.vars = append(g.vars, n)
@@ -119,10 +117,22 @@ func (b *Builder) Build() (*Graph, error) {
 	return g, nil
 }
 
-// Name renames n (only nodes of this builder). Names need not be unique but
-// unique names make errors and stats easier to read.
+// Name renames n and returns it. Names need not be unique but unique names
+// make errors and stats easier to read. Placeholders and variables keep
+// the name they were declared with, and nodes of a built graph cannot be
+// renamed (graphs are immutable): both record ErrInvalidArgument.
 func (b *Builder) Name(n *Node, name string) *Node {
-	if b.err == nil && n != nil && n.owner == b && name != "" {
+	if !b.check("Name", n) {
+		return n
+	}
+	switch {
+	case name == "":
+		b.fail(errorf(ErrInvalidArgument, "Name: empty name for %v", n))
+	case n.op == opPlaceholder || n.op == opVariable:
+		b.fail(errorf(ErrInvalidArgument, "Name: cannot rename %v to %q", n, name))
+	case n.id < b.built:
+		b.fail(errorf(ErrInvalidArgument, "Name: %v belongs to a built graph", n))
+	default:
 		n.name = name
 	}
 	return n

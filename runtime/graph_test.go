@@ -236,3 +236,25 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Fatalf("pushes = %d, want %d", n, 6*20)
 	}
 }
+
+func TestNameRules(t *testing.T) {
+	b := NewBuilder()
+	x := b.Placeholder("x", Float32, Shape{2})
+	h := b.Name(b.Relu(x), "h")
+	if h.Name() != "h" {
+		t.Fatalf("name %q", h.Name())
+	}
+	g, err := b.Build()
+	if err != nil || g.Lookup("x") != x {
+		t.Fatal(err)
+	}
+	b.Name(h, "renamed") // h is part of g now
+	if err := b.Err(); !errors.Is(err, ErrInvalidArgument) || h.Name() != "h" {
+		t.Fatalf("rename after Build: %v, name %q", err, h.Name())
+	}
+	b2 := NewBuilder()
+	b2.Name(b2.Placeholder("p", Float32, nil), "q")
+	if err := b2.Err(); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("rename placeholder: %v", err)
+	}
+}
