@@ -84,11 +84,11 @@ type attrs struct {
 //
 // A Builder is not safe for concurrent use; the Graph it builds is.
 type Builder struct {
-	nodes  []*Node
-	err    error
-	vars   map[string]*Node
-	phs    map[string]*Node
-	built  int // nodes [0, built) belong to a built graph
+	nodes []*Node
+	err   error
+	vars  map[string]*Node
+	phs   map[string]*Node
+	built int // nodes [0, built) belong to a built graph
 }
 
 // NewBuilder returns an empty builder.
