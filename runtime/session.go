@@ -209,7 +209,14 @@ func (a Stats) String() string {
 func (s *Session) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.total
+	t := s.total
+	if t.ByOp != nil {
+		t.ByOp = make(map[string]time.Duration, len(s.total.ByOp))
+		for k, v := range s.total.ByOp {
+			t.ByOp[k] = v
+		}
+	}
+	return t
 }
 
 // PlanStats returns the node counts of the plan for args (building and
