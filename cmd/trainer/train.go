@@ -321,8 +321,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 	busy := trainDur + waitDur
 	res.TrainSeconds = busy.Seconds()
 	res.WaitSeconds = waitDur.Seconds()
-	// Pulls inside training steps only: evaluation pulls are excluded by
-	// taking the difference over the training part of the run below.
+	// Pulls inside training steps only: evaluation's pulls are subtracted.
 	res.PullSeconds = time.Duration(w.store.pullNanos.Load() - pull0 - w.evalPull).Seconds()
 	res.PushSeconds = time.Duration(w.store.pushNanos.Load()).Seconds()
 	res.ComputeSeconds = max(0, res.TrainSeconds-res.WaitSeconds-res.PullSeconds)
