@@ -462,3 +462,38 @@ func TestFusedConvMatchesUnfused(t *testing.T) {
 		}
 	}
 }
+
+func TestTwoGathersMergeSparseRows(t *testing.T) {
+	ctx := context.Background()
+	b := NewBuilder()
+	ids1 := b.Placeholder("ids1", Int64, Shape{-1})
+	ids2 := b.Placeholder("ids2", Int64, Shape{-1})
+	emb := b.Variable("emb", Shape{50, 3}, UniformInit(-1, 1, 1))
+	loss := b.Add(b.Sum(b.Gather(emb, ids1), nil, false), b.Mul(b.Scalar(2), b.Sum(b.Gather(emb, ids2), nil, false)))
+	train := b.Minimize(loss, nil)
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &recStore{MemStore: NewMemStore(0.1)}
+	s, err := NewSession(ctx, g, SessionConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := RunArgs{Feeds: Feeds{ids1: ints(Shape{3}, 5, 9, 5), ids2: ints(Shape{2}, 9, 40)}, Targets: []*Node{train}}
+	if st, _ := s.PlanStats(args); st.Sparse != 2 || st.Recv != 0 {
+		t.Fatalf("plan %v", st)
+	}
+	if _, err := s.Run(ctx, args); err != nil {
+		t.Fatal(err)
+	}
+	p := store.pushes[0]
+	if !slices.Equal(p.Rows, []int64{5, 9, 40}) {
+		t.Fatalf("rows %v", p.Rows)
+	}
+	// Row 5 twice from ids1 (2), row 9 once from each (1 + 2), row 40 from ids2 (2).
+	want := []float32{2, 2, 2, 3, 3, 3, 2, 2, 2}
+	if !allClose(p.Values, want, 1e-6) {
+		t.Fatalf("values %v, want %v", p.Values, want)
+	}
+}
