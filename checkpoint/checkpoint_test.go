@@ -3,7 +3,9 @@ package checkpoint
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -381,4 +383,19 @@ func TestExportNPZ(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(t.TempDir(), "x.npz"), buf.Bytes(), 0o644)
+}
+
+// TestDecodePartCraftedLengths: a file with a valid CRC whose state header
+// claims lengths that overflow is an error, not a crash.
+func TestDecodePartCraftedLengths(t *testing.T) {
+	hdr := []byte(`{"num_values":4611686018427387904}`)
+	payload := append([]byte("FLPSST\x00\x01"), byte(len(hdr)), 0, 0, 0)
+	payload = append(payload, hdr...)
+	b := append(append([]byte{}, partMagic[:]...), make([]byte, 8)...)
+	binary.LittleEndian.PutUint64(b[8:], uint64(len(payload)))
+	b = append(b, payload...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, castagnoli))
+	if _, err := DecodePart(b); !errors.Is(err, ps.ErrInvalidArgument) {
+		t.Fatalf("crafted lengths: %v", err)
+	}
 }

@@ -91,7 +91,21 @@ func DecodePart(b []byte) (*ps.PartitionState, error) {
 	if got := crc32.Checksum(payload, castagnoli); got != want {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "partition file: CRC-32C %08x, trailer says %08x", got, want)
 	}
-	st := new(ps.PartitionState)
+	return unmarshalState(payload)
+}
+
+// unmarshalState decodes a partition state, turning a panic of the decoder
+// into an error: a file whose CRC matches may still have been crafted, and
+// a psd must not crash on what it reads at restore. (As of this writing,
+// ps.PartitionState.UnmarshalBinary panics on lengths whose byte count
+// overflows; see FuzzPartitionStateUnmarshal.)
+func unmarshalState(payload []byte) (st *ps.PartitionState, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, ps.Errorf(ps.ErrInvalidArgument, "partition file: corrupt state: %v", r)
+		}
+	}()
+	st = new(ps.PartitionState)
 	if err := st.UnmarshalBinary(payload); err != nil {
 		return nil, fmt.Errorf("partition file: %w", err)
 	}
