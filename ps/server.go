@@ -34,6 +34,10 @@ type ServerConfig struct {
 	// seq is more than DedupWindow below the client's highest seen seq is
 	// rejected with ErrStale. Zero means the default, 1024.
 	DedupWindow int
+	// Replication, when non-nil, turns on replication, failover and
+	// migration (see ReplicationConfig and SetView); Owns is then ignored.
+	// nil keeps one copy of each partition on the server Owns names.
+	Replication *ReplicationConfig
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -68,6 +72,13 @@ func (c *ServerConfig) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
+	}
+	if c.Replication != nil {
+		rc := *c.Replication
+		if err := rc.validate(); err != nil {
+			return err
+		}
+		c.Replication = &rc
 	}
 	return nil
 }
@@ -121,6 +132,7 @@ type Server struct {
 	done   chan struct{}
 	waitID atomic.Uint64
 	st     serverCounters
+	repl   *replication // nil without replication
 }
 
 // partition is one hosted partition. mu guards everything below it.
@@ -146,6 +158,14 @@ type partition struct {
 	term     Term
 	promised Term
 	active   bool
+	// baseTerm/baseLSN: the copy's (term, lsn) when this server took it
+	// over, so replicas holding exactly that copy are relabelled instead
+	// of copied. pending holds replicated ops that arrived ahead of a
+	// missing one; wake is closed when lsn or term changes.
+	baseTerm Term
+	baseLSN  uint64
+	pending  map[uint64]*ReplicateOp
+	wake     chan struct{}
 }
 
 var _ Service = (*Server)(nil)
@@ -155,32 +175,45 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger.With("node", cfg.ID),
 		parts: map[PartKey]*partition{},
 		owns:  cfg.Owns,
 		done:  make(chan struct{}),
-	}, nil
+	}
+	if cfg.Replication != nil {
+		s.owns = nil
+		s.repl = newReplication(s, *cfg.Replication)
+	}
+	return s, nil
 }
 
 // SetOwns replaces the ownership function (nil: own everything). Requests
 // that already passed the ownership check finish; later ones see the new
 // function.
 func (s *Server) SetOwns(owns func(PartKey) bool) {
+	if s.repl != nil {
+		return // placement over SetView's view decides
+	}
 	s.mu.Lock()
 	s.owns = owns
 	s.mu.Unlock()
 }
 
-// Close fails waiting and later calls with ErrClosed. It is idempotent.
+// Close fails waiting and later calls with ErrClosed and stops the
+// replication work. It is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.done)
 		s.log.Info("server closed")
+	}
+	s.mu.Unlock()
+	if first && s.repl != nil {
+		s.repl.close()
 	}
 	return nil
 }
@@ -296,6 +329,9 @@ func (s *Server) create(ctx context.Context, req *CreateRequest) (*CreateRespons
 			return nil, Errorf(ErrInvalidArgument, "create %s on %s: partition %d listed twice", spec.Name, s.cfg.ID, i)
 		}
 		seen[i] = true
+	}
+	if s.repl != nil {
+		return s.repl.create(ctx, &spec, req.Parts)
 	}
 	// Check ownership and existing specs, then build the new partitions
 	// outside the server lock (initializing can take a while).
@@ -414,7 +450,13 @@ func (s *Server) pull(ctx context.Context, req *PullRequest) (*PullResponse, err
 	for i, pp := range req.Parts {
 		keys[i] = pp.Key
 	}
-	parts, err := s.lookup("pull", keys)
+	var parts []*partition
+	var err error
+	if s.repl != nil {
+		parts, err = s.repl.lookupActive(ctx, "pull", keys)
+	} else {
+		parts, err = s.lookup("pull", keys)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +570,13 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 	for i, pp := range req.Parts {
 		keys[i] = pp.Key
 	}
-	parts, err := s.lookup("push", keys)
+	var parts []*partition
+	var err error
+	if s.repl != nil {
+		parts, err = s.repl.lookupActive(ctx, "push", keys)
+	} else {
+		parts, err = s.lookup("push", keys)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -547,6 +595,26 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 			return nil, Errorf(ErrInvalidArgument, "push on %s: partition %s listed twice", s.cfg.ID, keys[order[j]])
 		}
 	}
+	resp, ops, err := s.pushLocked(req, parts, order)
+	if err != nil {
+		return nil, err
+	}
+	if s.repl != nil && len(ops) > 0 {
+		// Acknowledge only after every replica in view applied the ops.
+		// The partition locks are released: later pushes proceed, and
+		// replicas apply ops in LSN order whatever order they arrive in.
+		if err := s.repl.replicate(ctx, ops); err != nil {
+			return nil, fmt.Errorf("push on %s: %w", s.cfg.ID, err)
+		}
+	}
+	return resp, nil
+}
+
+// pushLocked validates and applies a push under its partitions' locks (in
+// key order) and returns the replication ops to forward: one per applied
+// part, and a barrier per part ignored as a retry (so that a retried push
+// is acknowledged only once its first delivery is on every replica).
+func (s *Server) pushLocked(req *PushRequest, parts []*partition, order []int) (*PushResponse, []ReplicateOp, error) {
 	for _, i := range order {
 		parts[i].mu.Lock()
 	}
@@ -555,6 +623,14 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 			parts[i].mu.Unlock()
 		}
 	}()
+	if s.repl != nil {
+		for _, p := range parts {
+			if !p.active {
+				return nil, nil, Errorf(ErrNotOwner, "push %s on %s: fenced by a new primary (term %v)", p.key, s.cfg.ID, p.promised)
+			}
+		}
+	}
+	var ops []ReplicateOp
 	// Stateful checks under the locks.
 	dup := make([]bool, len(parts))
 	for i, pp := range req.Parts {
@@ -564,7 +640,7 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 			if w != nil {
 				seen, err := w.check(req.Seq, s.cfg.DedupWindow)
 				if err != nil {
-					return nil, fmt.Errorf("push %s on %s from %s: %w", p.key, s.cfg.ID, req.ClientID, err)
+					return nil, nil, fmt.Errorf("push %s on %s from %s: %w", p.key, s.cfg.ID, req.ClientID, err)
 				}
 				if seen {
 					dup[i] = true
@@ -574,7 +650,7 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 		}
 		ev := PushEvent{Worker: req.Worker, Step: pp.Step, Clock: req.Clock, Rows: pp.Rows, Grad: pp.Grad}
 		if err := p.cm.CheckPush(ev); err != nil {
-			return nil, fmt.Errorf("push %s on %s: %w", p.key, s.cfg.ID, err)
+			return nil, nil, fmt.Errorf("push %s on %s: %w", p.key, s.cfg.ID, err)
 		}
 	}
 	// Apply. Nothing below can fail for a validated request.
@@ -585,13 +661,16 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 		if dup[i] {
 			s.st.dupParts.Add(1)
 			resp.Versions[i] = p.cm.Version()
+			if s.repl != nil {
+				ops = append(ops, ReplicateOp{Key: p.key, Term: p.term, LSN: p.lsn, Barrier: true})
+			}
 			continue
 		}
 		ev := PushEvent{Worker: req.Worker, Step: pp.Step, Clock: req.Clock, Rows: pp.Rows, Grad: pp.Grad}
 		res, err := p.cm.Push(ev)
 		if err != nil {
 			// Unreachable after CheckPush under the same lock.
-			return nil, fmt.Errorf("push %s on %s: internal: %w", p.key, s.cfg.ID, err)
+			return nil, nil, fmt.Errorf("push %s on %s: internal: %w", p.key, s.cfg.ID, err)
 		}
 		if res.Outcome == Duplicate {
 			s.st.dupParts.Add(1)
@@ -607,11 +686,15 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 			s.st.updates.Add(1)
 			if err != nil {
 				s.log.Error("apply failed after validation", "key", p.key.String(), "err", err)
-				return nil, fmt.Errorf("push %s on %s: internal: %w", p.key, s.cfg.ID, err)
+				return nil, nil, fmt.Errorf("push %s on %s: internal: %w", p.key, s.cfg.ID, err)
 			}
 		}
 		p.lsn++
 		p.term = p.promised
+		if s.repl != nil {
+			ops = append(ops, ReplicateOp{Key: p.key, Term: p.term, LSN: p.lsn, ClientID: req.ClientID, Seq: req.Seq,
+				Worker: req.Worker, Clock: req.Clock, Step: pp.Step, Rows: pp.Rows, Grad: pp.Grad})
+		}
 		if req.ClientID != "" {
 			w := p.dedup[req.ClientID]
 			if w == nil {
@@ -630,7 +713,7 @@ func (s *Server) push(ctx context.Context, req *PushRequest) (*PushResponse, err
 		bytes += 4 * uint64(len(pp.Grad))
 	}
 	s.st.bytesIn.Add(bytes)
-	return resp, nil
+	return resp, ops, nil
 }
 
 // checkGrad checks a push part's lengths, row ids and finiteness against
