@@ -3,14 +3,9 @@ package rdma
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/Mellanox/rdmamap"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Port is one port of an RDMA device, as sysfs describes it.
@@ -72,19 +67,17 @@ func Doctor(ctx context.Context, peerHost string) Report {
 	if err != nil {
 		r.ProviderError = err.Error()
 	}
-	for _, name := range rdmamap.GetRdmaDeviceList() {
-		r.Devices = append(r.Devices, describeDevice(name))
-	}
-	if lim, err := memlockLimit(); err == nil {
+	r.Devices = rdmaDevices()
+	if lim, unlimited, err := memlockLimit(); err == nil {
 		r.Memlock = lim
-		r.MemlockUnlimited = lim == unix.RLIM_INFINITY
+		r.MemlockUnlimited = unlimited
 	}
 	if peerHost != "" {
 		r.PeerIP, r.Netdev, err = routeTo(ctx, peerHost)
 		if err != nil {
 			r.Netdev = ""
 			r.Reason = err.Error()
-		} else if dev, err := rdmamap.GetRdmaDeviceForNetdevice(r.Netdev); err == nil {
+		} else if dev, err := rdmaDeviceFor(r.Netdev); err == nil {
 			r.RDMADevice = dev
 		}
 	}
@@ -165,53 +158,6 @@ func hasChar(devs []string, sub string) bool {
 		}
 	}
 	return false
-}
-
-func describeDevice(name string) Device {
-	d := Device{Name: name, CharDevices: rdmamap.GetRdmaCharDevices(name)}
-	for _, p := range rdmamap.GetPorts(name) {
-		dir := filepath.Join("/sys/class/infiniband", name, "ports", p)
-		port := Port{Num: p, State: readTrim(filepath.Join(dir, "state")), LinkLayer: readTrim(filepath.Join(dir, "link_layer"))}
-		if entries, err := os.ReadDir(filepath.Join(dir, "gid_attrs", "ndevs")); err == nil {
-			seen := map[string]bool{}
-			for _, e := range entries {
-				if n := readTrim(filepath.Join(dir, "gid_attrs", "ndevs", e.Name())); n != "" && !seen[n] {
-					seen[n] = true
-					port.Netdevs = append(port.Netdevs, n)
-				}
-			}
-		}
-		d.Ports = append(d.Ports, port)
-	}
-	return d
-}
-
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// routeTo resolves host and asks the kernel which interface routes to it.
-func routeTo(ctx context.Context, host string) (ip, netdev string, err error) {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-	if err != nil || len(addrs) == 0 {
-		return "", "", fmt.Errorf("resolve %s: %v", host, err)
-	}
-	routes, err := netlink.RouteGet(addrs[0].IP)
-	if err != nil || len(routes) == 0 {
-		return addrs[0].IP.String(), "", fmt.Errorf("route to %s: %v", addrs[0].IP, err)
-	}
-	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
-	if err != nil {
-		return addrs[0].IP.String(), "", fmt.Errorf("interface %d: %v", routes[0].LinkIndex, err)
-	}
-	return addrs[0].IP.String(), link.Attrs().Name, nil
 }
 
 // String renders the report as `psd doctor` prints it.

@@ -1,0 +1,137 @@
+// Package rdma carries ps.Service calls over libfabric (OFI): RDMA verbs on
+// RoCE/InfiniBand NICs through the "verbs;ofi_rxm" provider, and the very
+// same code over "tcp;ofi_rxm" and "shm", which is how it runs and is tested
+// on machines without RDMA hardware.
+//
+// # Use
+//
+//	srv, err := rdma.NewServer(svc, rdma.ServerConfig{Provider: rdma.ProviderSHM})
+//	// advertise srv.Endpoint() (name, provider) in gossip metadata, or
+//	// hand out srv.Addr(), which is rdma.FormatAddr(provider, name)
+//	defer srv.Close()
+//
+//	d := rdma.NewDialer(rdma.DialerConfig{})
+//	remote, err := d.Dial(ctx, addr) // a ps.Service
+//	defer remote.Close()
+//	resp, err := remote.Pull(ctx, &ps.PullRequest{...})
+//
+// Calls have the semantics of the gRPC transport and pass the shared
+// conformance suite (transport/transporttest): service errors come back
+// matching the same ps sentinels with their messages; cancelling a call's
+// context cancels the server's call; its deadline travels with the request;
+// a lost server or connection yields ps.ErrUnavailable (retryable); calls
+// after Close yield ps.ErrClosed.
+//
+// # Building
+//
+// The libfabric code is cgo behind the build tag rdma (files tagged
+// `rdma && cgo && linux`); it links -lfabric (Debian: libfabric-dev; 1.17 is
+// what it was written against). Without the tag the package still builds
+// everywhere: NewServer and Dial return ErrNoRDMA ("flowps built without
+// RDMA support: rebuild with -tags rdma"), Available reports false, and
+// Doctor still inspects devices, routes and the memlock limit. CI runs
+//
+//	go test ./transport/rdma/...              # stub, codecs, doctor
+//	go test -tags rdma ./transport/rdma/...   # shm and tcp;ofi_rxm end to end
+//
+// on a machine with libfabric-dev installed. Only a few libfabric symbols
+// are linked directly (fi_getinfo, fi_freeinfo, fi_dupinfo, fi_fabric,
+// fi_strerror, fi_version); everything else goes through provider tables,
+// wrapped by the small C layer in fabric.c.
+//
+// # Addresses and the handshake
+//
+// A server address is "<provider>|<hex endpoint name>", for example
+// "tcp;ofi_rxm|0200a7a97f000001..." or "shm|66695f73686d3a2f2f...". The
+// provider comes first because an endpoint name means nothing to another
+// provider.
+//
+// The handshake runs over the fabric itself, not over gRPC: the gRPC
+// transport is a separate package that this one must not depend on, and
+// reliable-datagram endpoints need no connection setup, so a message is all
+// it takes. A client opens its own endpoint, registers its staging area and
+// sends a hello (fi_send into one of the server's posted receive buffers)
+// with its endpoint name, the area's size, address and key, and a random
+// nonce. The server inserts the client into its address vector (fi_av_insert
+// returns 1 on success), registers a mirror area of the granted size, and
+// answers with a welcome: the client's 12-bit index and the mirror's address
+// and key. A lost hello or welcome is re-sent; the nonce makes that
+// idempotent. Finally one probe write proves the keys and the data path
+// before Dial returns.
+//
+// # Data path
+//
+// Both sides hold a staging area of the same size, registered once (mmap'd
+// memory, never the Go heap); client offset o is server offset o. A call
+// reserves a page-aligned extent, writes the request frame there and sends
+// it with one fi_writedata into the server's mirror at the same offset,
+// its 32-bit immediate naming the client (12 bits) and the first page (20
+// bits): payload and notice are one operation, which shm requires since it
+// orders only send-after-send. The server decodes the frame, calls the
+// service on a goroutine, writes the response frame over the request and
+// sends it back with one fi_writedata to the client's extent. So a push is
+// one write each way and a pull is a small write and a large one.
+//
+// Each frame carries its sequence number as a version word before and
+// after the payload, written back to front; a reader that finds them unequal
+// (or unequal to the sequence it expects) has a torn frame, and the call is
+// sent again (pushes keep their (ClientID, Seq), so a re-sent push is
+// applied once by the service). Extents are credits: MaxInflight bounds the
+// calls in flight and the area bounds their bytes; an extent whose call was
+// cancelled stays reserved until the server's answer lands. The server
+// tells a client how large a response would be when it does not fit its
+// extent; the client re-sends with that room and remembers it per pull
+// shape, so steady-state pulls take one round trip.
+//
+// Why the server writes pull responses rather than the client reading
+// registered weights: ps.Service returns values by copy, so the server holds
+// a fresh copy anyway and writing it saves a round trip over notice-then-
+// fi_read. Reading live partition memory in place needs ps to allocate
+// partitions from registered slabs; the frame format and torn-frame check
+// are what that read would use.
+//
+// Writes use delivery-complete semantics, so a key the target rejects, or a
+// peer that vanished, fails the operation on tcp;ofi_rxm. shm does not
+// report a rejected write at all; for it, and for lost writes in general,
+// pings carry the server's count of received frames, and a request the
+// server has not received DeadAfter after it was sent fails the connection.
+// A server that stops answering pings for DeadAfter is declared gone.
+//
+// # Progress and threading
+//
+// Progress is manual: one goroutine per completion queue (one per server,
+// one per dialed connection) reads completions and dispatches them. It
+// polls while operations are in flight and for a short window after the
+// last event (large transfers need a progress call per step), then blocks
+// in fi_cq_sread. Operations are posted from any goroutine (FI_THREAD_SAFE
+// domains); completion callbacks run on the progress goroutine and never
+// wait for queue space, since that space only frees through progress.
+//
+// # shm
+//
+// Every shm endpoint gets a unique name (role, pid, counter, time); shm
+// keeps its region in /dev/shm under that name and removes it on close. A
+// process killed before closing leaves it behind (the tests remove what the
+// processes they kill left). Client and server in one process work, but
+// libfabric's shm reaches an in-process peer through that peer's own
+// mapping, so an endpoint must not send to a peer that has closed: both
+// sides therefore say goodbye (ctrlBye, acknowledged) before closing, and
+// neither sends after it.
+//
+// # Memory registration
+//
+// MR mode bits are followed as the provider returns them: FI_MR_VIRT_ADDR
+// decides whether remote addresses are virtual addresses or offsets,
+// FI_MR_PROV_KEY whose key is used, FI_MR_LOCAL that local descriptors are
+// passed, FI_MR_ENDPOINT that regions are bound to the endpoint. verbs pins
+// what it registers, bounded by RLIMIT_MEMLOCK (`ulimit -l`); a registration
+// that fails says so and shows the limit.
+//
+// # Choosing RDMA
+//
+// Doctor(ctx, peerHost) reports the libfabric version and providers, RDMA
+// devices with their ports, link layers, states and character devices
+// (github.com/Mellanox/rdmamap and sysfs), the memlock limit, the interface
+// that routes to the peer, and the choice auto mode would make with its
+// reason — on a machine without RDMA NICs, "no RDMA devices found".
+package rdma
