@@ -74,7 +74,12 @@ func init() {
 // frameLen is the size of a frame with a body of n bytes.
 func frameLen(n int) int { return headerSize + align8(n) + trailerSize }
 
-func align8(n int) int    { return (n + 7) &^ 7 }
+func align8(n int) int { return (n + 7) &^ 7 }
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// strSize is the encoded size of a string: length word and padded bytes.
+func strSize(s string) int { return 4 + align4(len(s)) }
+
 func pages(n int) int     { return (n + pageSize - 1) / pageSize }
 func roundPage(n int) int { return pages(n) * pageSize }
 
@@ -145,15 +150,20 @@ func (w *writer) u32(v uint32)  { binary.LittleEndian.PutUint32(w.b[w.n:], v); w
 func (w *writer) u64(v uint64)  { binary.LittleEndian.PutUint64(w.b[w.n:], v); w.n += 8 }
 func (w *writer) i64(v int64)   { w.u64(uint64(v)) }
 func (w *writer) f32(f float32) { w.u32(math.Float32bits(f)) }
-func (w *writer) bool(v bool) {
+func (w *writer) bool(v bool) { // a whole word, to keep alignment
 	if v {
-		w.b[w.n] = 1
+		w.u32(1)
 	} else {
-		w.b[w.n] = 0
+		w.u32(0)
 	}
-	w.n++
 }
-func (w *writer) str(s string) { w.u32(uint32(len(s))); w.n += copy(w.b[w.n:], s) }
+func (w *writer) str(s string) {
+	w.u32(uint32(len(s)))
+	w.n += copy(w.b[w.n:], s)
+	for ; w.n%4 != 0; w.n++ {
+		w.b[w.n] = 0 // strings are padded so that float data stays 4-aligned
+	}
+}
 func (w *writer) rows(r []int64) {
 	if r == nil {
 		w.i64(-1)
@@ -217,11 +227,7 @@ func (r *reader) u64() uint64 {
 func (r *reader) i64() int64   { return int64(r.u64()) }
 func (r *reader) f32() float32 { return math.Float32frombits(r.u32()) }
 func (r *reader) bool() bool {
-	if !r.need(1) {
-		return false
-	}
-	v := r.b[r.n]
-	r.n++
+	v := r.u32()
 	if v > 1 {
 		r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: bad bool byte %d", v)
 	}
@@ -229,11 +235,11 @@ func (r *reader) bool() bool {
 }
 func (r *reader) str() string {
 	n := int(r.u32())
-	if !r.need(n) {
+	if !r.need(align4(n)) {
 		return ""
 	}
 	s := string(r.b[r.n : r.n+n])
-	r.n += n
+	r.n += align4(n)
 	return s
 }
 func (r *reader) count(elem int) int {
@@ -272,8 +278,17 @@ func (r *reader) floats() []float32 {
 	if r.err != nil {
 		return nil
 	}
+	if n == 0 {
+		return []float32{}
+	}
+	src := r.b[r.n : r.n+4*n]
+	r.n += 4 * n
+	if p := unsafe.Pointer(&src[0]); uintptr(p)%4 == 0 {
+		// Appending to nil allocates without first zeroing what it copies.
+		return append([]float32(nil), unsafe.Slice((*float32)(p), n)...)
+	}
 	out := make([]float32, n)
-	r.n += copy(f32bytes(out), r.b[r.n:r.n+4*n])
+	copy(f32bytes(out), src)
 	return out
 }
 func (r *reader) done() error {
@@ -295,11 +310,11 @@ const nilCount = ^uint64(0)
 // when ps adds a field this does not carry.
 func createBody(req *ps.CreateRequest) ([]byte, error) {
 	sp := &req.Spec
-	n := 4 + len(sp.Name) + 4 + 8*len(sp.Shape) +
-		4 + len(sp.Init.Kind) + 5*4 + 8 +
-		4 + len(sp.Optimizer.Kind) + 10*4 + 1 +
-		4 + len(sp.Consistency.Mode) + 3*8 +
-		1 + 2*8 + 4 + 8*len(req.Parts)
+	n := strSize(sp.Name) + 4 + 8*len(sp.Shape) +
+		strSize(string(sp.Init.Kind)) + 5*4 + 8 +
+		strSize(string(sp.Optimizer.Kind)) + 10*4 + 4 +
+		strSize(string(sp.Consistency.Mode)) + 3*8 +
+		4 + 2*8 + 4 + 8*len(req.Parts)
 	w := writer{b: make([]byte, n)}
 	w.str(sp.Name)
 	w.u32(uint32(len(sp.Shape)))
@@ -331,7 +346,10 @@ func createBody(req *ps.CreateRequest) ([]byte, error) {
 	for _, p := range req.Parts {
 		w.i64(int64(p))
 	}
-	return w.b[:w.n], nil
+	if w.n != n {
+		return nil, fmt.Errorf("rdma: create encoding wrote %d bytes, sized %d", w.n, n)
+	}
+	return w.b, nil
 }
 
 func decodeCreate(b []byte) (*ps.CreateRequest, error) {
@@ -383,9 +401,9 @@ func decodeCreate(b []byte) (*ps.CreateRequest, error) {
 }
 
 func pullSize(req *ps.PullRequest) int {
-	n := 4 + len(req.ClientID) + 8 + 8 + 4
+	n := strSize(req.ClientID) + 8 + 8 + 4
 	for _, p := range req.Parts {
-		n += 4 + len(p.Key.Var) + 8 + 8 + rowsSize(p.Rows)
+		n += strSize(p.Key.Var) + 8 + 8 + rowsSize(p.Rows)
 	}
 	return n
 }
@@ -424,9 +442,9 @@ func decodePull(b []byte) (*ps.PullRequest, error) {
 }
 
 func pushSize(req *ps.PushRequest) int {
-	n := 4 + len(req.ClientID) + 8 + 8 + 8 + 4
+	n := strSize(req.ClientID) + 8 + 8 + 8 + 4
 	for _, p := range req.Parts {
-		n += 4 + len(p.Key.Var) + 8 + 8 + rowsSize(p.Rows) + 8 + 4*len(p.Grad)
+		n += strSize(p.Key.Var) + 8 + 8 + rowsSize(p.Rows) + 8 + 4*len(p.Grad)
 	}
 	return n
 }
@@ -496,7 +514,7 @@ func decodeVersions(b []byte) ([]int64, error) {
 func pullRespSize(resp *ps.PullResponse) int {
 	n := 4
 	for _, p := range resp.Parts {
-		n += 4 + len(p.Key.Var) + 8 + 8 + 8 + 4*len(p.Values)
+		n += strSize(p.Key.Var) + 8 + 8 + 8 + 4*len(p.Values)
 	}
 	return n
 }
@@ -533,7 +551,7 @@ func decodePullResp(b []byte) (*ps.PullResponse, error) {
 const maxErrMsg = 1024
 
 func errSize(code ps.Code, msg string) int {
-	return 8 + len(code) + min(len(msg), maxErrMsg)
+	return strSize(string(code)) + strSize(msg[:min(len(msg), maxErrMsg)])
 }
 
 func encodeErr(b []byte, code ps.Code, msg string) int {
