@@ -157,6 +157,7 @@ func startCheckpoints(ctx context.Context, cfg config, server *ps.Server, member
 			c.handled[id] = true
 		}
 	}
+	c.lastPeriodic = time.Now() // the first periodic checkpoint comes one interval after start
 	lctx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	views, unsubscribe := members.Subscribe()
