@@ -402,11 +402,19 @@ func (s *Server) create(ctx context.Context, req *CreateRequest) (*CreateRespons
 }
 
 func newPartition(spec *VariableSpec, index int, rows RowRange) (*partition, error) {
+	return buildPartition(spec, index, rows, true)
+}
+
+// buildPartition is newPartition; init false leaves the values zero for a
+// caller that overwrites them (restoring a state).
+func buildPartition(spec *VariableSpec, index int, rows RowRange, init bool) (*partition, error) {
 	rowSize := int(spec.RowSize())
 	size := int(rows.Len()) * rowSize
 	values := make([]float32, size)
-	if err := InitPartition(values, spec, index); err != nil {
-		return nil, err
+	if init {
+		if err := InitPartition(values, spec, index); err != nil {
+			return nil, err
+		}
 	}
 	opt, err := NewOptimizer(spec.Optimizer, size)
 	if err != nil {

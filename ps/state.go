@@ -228,7 +228,7 @@ func partitionFromState(st *PartitionState) (*partition, error) {
 	if st.Version < 0 {
 		return nil, Errorf(ErrInvalidArgument, "state of %s: negative version %d", key, st.Version)
 	}
-	p, err := newPartition(&spec, st.Index, st.Rows)
+	p, err := buildPartition(&spec, st.Index, st.Rows, false)
 	if err != nil {
 		return nil, err
 	}

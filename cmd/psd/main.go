@@ -77,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for this node's data (checkpoints); created if missing; empty keeps everything in memory")
 	fs.StringVar(&c.Profile, "profile", "lan", "gossip timing profile: lan (failure detected in ~5 s) or local (~1 s, for one machine and tests)")
 	fs.Float64Var(&c.Capacity, "capacity", 1, "relative capacity; placement gives this node a share of partitions proportional to it")
-	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each partition (placement's r)")
+	fs.IntVar(&c.Replicas, "replicas", 2, "copies of each partition (placement's r; a cluster of fewer psd keeps one per psd)")
 	fs.DurationVar(&c.JoinWait, "join-timeout", 30*time.Second, "how long to keep trying the --join addresses before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log as JSON lines instead of text")

@@ -57,7 +57,12 @@ func run(ctx context.Context, cfg config) error {
 	scfg := ps.DefaultServerConfig()
 	scfg.ID = cfg.ID
 	scfg.Logger = log
-	scfg.Owns = func(ps.PartKey) bool { return false } // until the first view
+	// Replication is always on: with --replicas 1 it still migrates
+	// partitions on join and hands them over on leave. Peers are reached
+	// over gRPC at their advertised address.
+	peers := grpctransport.NewDialer(grpctransport.DialerConfig{})
+	defer peers.Close()
+	scfg.Replication = &ps.ReplicationConfig{Replicas: cfg.Replicas, Dialer: peers}
 	if n.server, err = ps.NewServer(scfg); err != nil {
 		return err
 	}
@@ -93,6 +98,9 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	n.grpc = grpctransport.NewServer(n.server, grpctransport.ServerConfig{Logger: log.With("component", "grpc")})
+	if err := n.grpc.RegisterReplication(); err != nil {
+		return err
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- n.grpc.Serve(lis) }()
 	var hs *http.Server
@@ -122,7 +130,12 @@ loop:
 			break loop
 		}
 	}
-	log.Info("psd stopping: leaving the cluster")
+	log.Info("psd stopping: handing partitions over, then leaving the cluster")
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if err := n.server.Drain(dctx); err != nil {
+		log.Warn("hand-over before leaving", "err", err)
+	}
+	dcancel()
 	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.members.Leave(lctx); err != nil {
@@ -135,17 +148,13 @@ loop:
 	return runErr
 }
 
-// applyView recomputes which partitions this node owns.
+// applyView hands the view to the server, which re-runs placement: it takes
+// over partitions it now leads, re-replicates, and migrates.
 func (n *node) applyView(v sharding.View) {
 	n.mu.Lock()
 	n.epoch = v.Epoch
 	n.mu.Unlock()
-	members := v.Members
-	self, r := n.cfg.ID, n.cfg.Replicas
-	n.server.SetOwns(func(k ps.PartKey) bool {
-		o := sharding.Place(k.String(), members, r)
-		return len(o) > 0 && o[0].ID == self
-	})
+	n.server.SetView(v)
 	n.cfg.Logger.Info("membership view", "epoch", v.Epoch, "members", len(v.Members), "ps", len(v.PS()))
 }
 
