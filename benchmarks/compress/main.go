@@ -184,8 +184,20 @@ func runAll(ctx context.Context, o options, stdout, progress io.Writer) error {
 			}
 		}
 	}
+	for _, set := range sets {
+		n, zeros := 0, 0
+		for _, t := range set.Tensors {
+			n += len(t)
+			for _, v := range t {
+				if v == 0 {
+					zeros++
+				}
+			}
+		}
+		fmt.Fprintf(stdout, "%s: %d tensors, %d values, %.1f%% exact zeros\n", set.Name, len(set.Tensors), n, 100*float64(zeros)/float64(max(1, n)))
+	}
 	if len(rows) > 0 {
-		fmt.Fprintf(stdout, "Wire size and CPU (one thread; medians of %d reps of ≥ %v; MB = 1e6 bytes of float32)\n", o.Reps, o.MinTime)
+		fmt.Fprintf(stdout, "\nWire size and CPU (one thread; medians of %d reps of ≥ %v; MB = 1e6 bytes of float32)\n", o.Reps, o.MinTime)
 		printCodecTable(stdout, rows)
 		fmt.Fprintln(stdout)
 	}
