@@ -22,6 +22,11 @@ const (
 	clientRecvs = 8
 	clientSends = 8
 	maxHints    = 4096
+	// slowestRate is the transfer rate (bytes/s) below which the liveness
+	// checks give up on a peer: large calls in flight extend DeadAfter by
+	// their size at this rate, since a provider may copy a whole message
+	// inside one progress call, during which its side answers no pings.
+	slowestRate = 32 << 20
 )
 
 // Dialer connects to rdma Servers. Each Dial opens its own endpoint,
@@ -60,6 +65,7 @@ type conn struct {
 	// rejected the region key without telling us).
 	sent           atomic.Uint64
 	delivered      atomic.Uint64 // request writes the provider reported done
+	pendingBytes   atomic.Int64  // room of the calls in flight
 	serverReceived atomic.Uint64
 	lastPong       atomic.Int64
 	welcome        chan welcome
@@ -108,6 +114,9 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 	}
 	if cfg.Provider != "" && cfg.Provider != prov {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: address %q is for provider %s, dialer is configured for %s", addr, prov, cfg.Provider)
+	}
+	if err := checkMemlock(prov, cfg.AreaBytes); err != nil {
+		return nil, fmt.Errorf("rdma: dial %s: %w", addr, err)
 	}
 	node, service := cfg.Node, "0"
 	if prov == ProviderSHM {
@@ -338,7 +347,7 @@ func (c *conn) pinger() {
 			return
 		case <-t.C:
 		}
-		if quiet := time.Since(time.Unix(0, c.lastHeard.Load())); quiet > c.cfg.DeadAfter {
+		if quiet := time.Since(time.Unix(0, c.lastHeard.Load())); quiet > c.cfg.DeadAfter+transferTime(c.pendingBytes.Load()) {
 			c.fail(fmt.Errorf("no word from the server for %v", quiet.Round(time.Millisecond)))
 			return
 		}
@@ -360,11 +369,16 @@ func (c *conn) lostRequest() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cl := range c.pending {
-		if cl.sentIndex > recv && cl.sentAt != 0 && pong-cl.sentAt > int64(c.cfg.DeadAfter) {
+		if cl.sentIndex > recv && cl.sentAt != 0 && pong-cl.sentAt > int64(c.cfg.DeadAfter+transferTime(int64(cl.npages*pageSize))) {
 			return fmt.Errorf("request %d never reached the server (%d received): the write was lost or its region key rejected", cl.sentIndex, recv)
 		}
 	}
 	return nil
+}
+
+// transferTime is how long n bytes may take at slowestRate.
+func transferTime(n int64) time.Duration {
+	return time.Duration(float64(n) / slowestRate * float64(time.Second))
 }
 
 // onRemote runs on the progress goroutine: a response frame landed.
@@ -382,6 +396,7 @@ func (c *conn) onRemote(imm uint32, _ uint64) {
 	cl.arrived = true
 	abandoned := cl.abandoned
 	c.mu.Unlock()
+	c.pendingBytes.Add(-int64(cl.npages * pageSize))
 	if abandoned {
 		c.ext.release(cl.page, cl.npages)
 		return
@@ -427,6 +442,7 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		c.mu.Lock()
 		c.pending[page] = cl
 		c.mu.Unlock()
+		c.pendingBytes.Add(int64(room))
 		imm := c.idx<<pageBits | uint32(page)
 		c.mu.Lock()
 		cl.sentIndex = c.sent.Add(1)
@@ -443,6 +459,7 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 			c.mu.Lock()
 			delete(c.pending, page)
 			c.mu.Unlock()
+			c.pendingBytes.Add(-int64(room))
 			c.ext.release(page, npages)
 			if ctx.Err() != nil {
 				return fmt.Errorf("rdma: %s to %s: %w", what, c.addr, ctx.Err())

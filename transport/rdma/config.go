@@ -3,6 +3,7 @@ package rdma
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -27,6 +28,10 @@ var ErrNoRDMA = errors.New("flowps built without RDMA support: rebuild with -tag
 
 // ErrNoProvider means libfabric has no usable provider of the asked name.
 var ErrNoProvider = errors.New("rdma: libfabric provider unavailable")
+
+// ErrMemlock means the memlock limit (ulimit -l) is below what a provider
+// that pins registered memory (verbs) needs for the staging areas.
+var ErrMemlock = errors.New("rdma: memlock limit too low")
 
 // ErrTorn means a frame's version words did not match: it was overwritten
 // while being transferred. Callers never see it; the transport retries.
@@ -246,4 +251,17 @@ func ParseAddr(addr string) (provider string, name []byte, err error) {
 		return "", nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: address %q: %v", addr, err)
 	}
 	return prov, name, nil
+}
+
+// checkMemlock fails early, with the fix in the message, when provider pins
+// registered memory and bytes will not fit under RLIMIT_MEMLOCK.
+func checkMemlock(provider string, bytes int64) error {
+	if provider != ProviderVerbs {
+		return nil // tcp and shm do not pin what they register
+	}
+	lim, unlimited, err := memlockLimit()
+	if err != nil || unlimited || uint64(bytes) <= lim {
+		return nil
+	}
+	return fmt.Errorf("%w: registering %d MiB of staging area needs that much locked memory, the limit is %d KiB (ulimit -l); raise it (limits.conf memlock, systemd LimitMEMLOCK=infinity) or lower the area size", ErrMemlock, bytes>>20, lim>>10)
 }

@@ -3,11 +3,21 @@
 package rdma
 
 import (
+	"os"
 	"testing"
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/transport/transporttest"
 )
+
+// areaBytes sizes staging areas for the suite: 128 MiB holds its 64 MiB
+// case; its 1 GiB case (FLOWPS_BIG=1) needs a larger area (mmap'd lazily).
+func areaBytes() int64 {
+	if os.Getenv("FLOWPS_BIG") == "1" {
+		return 2560 << 20
+	}
+	return 128 << 20
+}
 
 func TestConformance(t *testing.T) {
 	for _, prov := range providers {
@@ -21,6 +31,7 @@ func TestConformance(t *testing.T) {
 			Serve: func(t *testing.T, svc ps.Service) (string, func()) {
 				cfg := DefaultServerConfig()
 				cfg.Provider = prov
+				cfg.MaxAreaBytes = areaBytes()
 				s, err := NewServer(svc, cfg)
 				if err != nil {
 					t.Fatalf("NewServer: %v", err)
@@ -31,6 +42,7 @@ func TestConformance(t *testing.T) {
 			Dialer: func(t *testing.T) ps.Dialer {
 				cfg := DefaultDialerConfig()
 				cfg.HandshakeTimeout = 2e9
+				cfg.AreaBytes = areaBytes()
 				return NewDialer(cfg)
 			},
 		})

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -275,5 +276,19 @@ func TestCreateCoversEveryField(t *testing.T) {
 	got.Spec.Init.Value, req.Spec.Init.Value = 0, 0
 	if !reflect.DeepEqual(got, req) {
 		t.Fatalf("decodeCreate = %+v\nwant %+v", got, req)
+	}
+}
+
+func TestMemlockCheck(t *testing.T) {
+	if err := checkMemlock(ProviderSHM, 1<<40); err != nil {
+		t.Fatalf("shm does not pin memory, yet: %v", err)
+	}
+	lim, unlimited, err := memlockLimit()
+	if err != nil || unlimited {
+		t.Skipf("memlock limit unlimited or unknown (%v)", err)
+	}
+	err = checkMemlock(ProviderVerbs, int64(lim)+1<<20)
+	if !errors.Is(err, ErrMemlock) || !strings.Contains(err.Error(), "ulimit -l") {
+		t.Fatalf("verbs over the memlock limit: %v", err)
 	}
 }

@@ -84,6 +84,10 @@ func NewServer(svc ps.Service, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	// One client's mirror must fit at least; more are checked as they come.
+	if err := checkMemlock(cfg.Provider, cfg.MaxAreaBytes); err != nil {
+		return nil, err
+	}
 	node, service := cfg.Node, cfg.Service
 	if cfg.Provider == ProviderSHM {
 		node, service = uniqueSHMName("psd"), ""
