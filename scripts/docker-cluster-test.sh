@@ -36,18 +36,26 @@ log() { printf '%s docker-cluster-test: %s\n' "$(date +%T)" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 t0=$(date +%s)
 
+declare -A cids=() # service → container id, filled by remember_cids
+cut_off=""         # the container id while it is disconnected
 declare -A ip=([psd-0]=$FLOWPS_NET.10 [psd-1]=$FLOWPS_NET.11 [psd-2]=$FLOWPS_NET.12)
 
 cleanup() {
-  local rc=$?
+  local rc=$? s c
   set +e
   # Reconnect a psd left cut off, so that `down` can remove the network.
-  c=$(compose ps -q "$CUT" 2>/dev/null)
-  [ -n "$c" ] && docker network connect --ip "${ip[$CUT]}" "$NET" "$c" >/dev/null 2>&1
+  if [ -n "$cut_off" ]; then
+    docker network connect --ip "${ip[$CUT]}" "$NET" "$cut_off" >/dev/null 2>&1
+  fi
   for s in psd-0 psd-1 psd-2 trainer-0 trainer-1; do
-    c=$(compose ps -q "$s" 2>/dev/null)
+    c=${cids[$s]:-}
     [ -n "$c" ] && docker logs "$c" >"$LOGDIR/$s.out" 2>"$LOGDIR/$s.log"
   done
+  if [ $rc != 0 ]; then
+    for s in trainer-0 trainer-1; do
+      [ -s "$LOGDIR/$s.log" ] && { log "last lines of $s's stderr:"; tail -n 3 "$LOGDIR/$s.log" >&2; }
+    done
+  fi
   compose down -v --remove-orphans >/dev/null 2>&1
   log "logs in $LOGDIR; total $(( $(date +%s) - t0 )) s; exit $rc"
   exit $rc
@@ -73,11 +81,15 @@ print(len(ps), max(vs, default=0))' <<<"$body" 2>/dev/null || true
 }
 
 # wait_for SECONDS WHAT CMD...: polls CMD every 0.5 s until it succeeds.
+# Once the trainers run, it fails at once if both have exited.
 wait_for() {
   local limit=$1 what=$2; shift 2
   local end=$(( $(date +%s) + limit ))
   until "$@"; do
     [ "$(date +%s)" -lt "$end" ] || fail "$what: not within ${limit} s"
+    if [ -n "${cids[trainer-0]:-}" ] && ! trainers_running; then
+      fail "$what: both trainers exited first"
+    fi
     sleep 0.5
   done
 }
@@ -103,7 +115,6 @@ max_version() {
 }
 # cid SERVICE prints the service's container id; docker-compose is slow to
 # ask, so remember_cids asks once, in this shell, after `up`.
-declare -A cids=()
 remember_cids() {
   local s
   for s in "$@"; do
@@ -149,9 +160,11 @@ if [ "$FAULTS" = 1 ]; then
   trainers_running || log "note: the trainers finished before the network cut; raise EPOCHS to overlap it"
 
   log "disconnecting $CUT from $NET for $CUT_SECONDS s"
-  docker network disconnect "$NET" "$(cid $CUT)"
+  cut_off=$(cid $CUT)
+  docker network disconnect "$NET" "$cut_off"
   sleep "$CUT_SECONDS" # the fault's length, not a wait for a condition
-  docker network connect --ip "${ip[$CUT]}" "$NET" "$(cid $CUT)"
+  docker network connect --ip "${ip[$CUT]}" "$NET" "$cut_off"
+  cut_off=""
   log "reconnected $CUT at ${ip[$CUT]}; version $(max_version)"
   wait_for 60 "the reconnected $CUT is back in psd-0's view" sees 2 "${ip[psd-0]}"
   wait_for 60 "$CUT sees psd-0 again" sees 2 "${ip[$CUT]}"
