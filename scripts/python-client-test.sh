@@ -27,6 +27,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 if [ -z "${PYTHON:-}" ]; then
   for p in python3 /usr/bin/python3; do
