@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	"github.com/flowps/flowps/ps"
 	"google.golang.org/grpc"
@@ -72,22 +73,23 @@ type replicationServer struct {
 
 // serveEnvelope reads a request envelope, runs call, and writes the
 // response envelope.
-func serveEnvelope(srv any, stream grpc.ServerStream, call func(ctx context.Context, rs *replicationServer, in []byte) ([]byte, error)) error {
+func serveEnvelope(srv any, stream grpc.ServerStream, alloc func(h []byte, n int) []byte,
+	call func(ctx context.Context, rs *replicationServer, h, payload []byte) (*envelope, error)) error {
 	rs := srv.(*replicationServer)
-	in, err := recvEnvelope(stream.RecvMsg, rs.s.c.maxTensorBytes)
+	h, payload, err := recvEnvelope(stream.RecvMsg, rs.s.c.maxTensorBytes, alloc)
 	if err != nil {
 		return toStatus(fmt.Errorf("%w: %w", ps.ErrInvalidArgument, err))
 	}
-	out, err := call(stream.Context(), rs, in)
+	out, err := call(stream.Context(), rs, h, payload)
 	if err != nil {
 		return toStatus(err)
 	}
-	return sendEnvelope(out, rs.s.c.chunkElems*4, stream.SendMsg)
+	return out.send(rs.s.c.chunkElems*4, stream.SendMsg)
 }
 
 func replicateHandler(srv any, stream grpc.ServerStream) error {
-	return serveEnvelope(srv, stream, func(ctx context.Context, rs *replicationServer, in []byte) ([]byte, error) {
-		req, err := decodeReplicateRequest(in)
+	return serveEnvelope(srv, stream, allocFloats, func(ctx context.Context, rs *replicationServer, h, payload []byte) (*envelope, error) {
+		req, err := decodeReplicateRequest(h, payload)
 		if err != nil {
 			return nil, err
 		}
@@ -95,37 +97,39 @@ func replicateHandler(srv any, stream grpc.ServerStream) error {
 		if err != nil {
 			return nil, err
 		}
-		return encodeJSON(resp, nil)
+		return jsonEnvelope(resp)
 	})
 }
 
 func fetchHandler(srv any, stream grpc.ServerStream) error {
-	return serveEnvelope(srv, stream, func(ctx context.Context, rs *replicationServer, in []byte) ([]byte, error) {
+	return serveEnvelope(srv, stream, nil, func(ctx context.Context, rs *replicationServer, h, _ []byte) (*envelope, error) {
 		var req ps.FetchRequest
-		if _, err := decodeJSON(in, &req); err != nil {
+		if err := decodeHeader(h, &req); err != nil {
 			return nil, err
 		}
 		resp, err := rs.rep.Fetch(ctx, &req)
 		if err != nil {
 			return nil, err
 		}
-		h := *resp
-		h.State = nil
-		var payload []byte
-		if resp.State != nil {
-			if payload, err = resp.State.MarshalBinary(); err != nil {
-				return nil, err
-			}
+		hr := *resp
+		hr.State = nil
+		env, err := jsonEnvelope(&hr)
+		if err != nil || resp.State == nil {
+			return env, err
 		}
-		return encodeJSON(&h, payload)
+		b, err := resp.State.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		env.payload = [][]byte{b}
+		return env, nil
 	})
 }
 
 func installHandler(srv any, stream grpc.ServerStream) error {
-	return serveEnvelope(srv, stream, func(ctx context.Context, rs *replicationServer, in []byte) ([]byte, error) {
+	return serveEnvelope(srv, stream, nil, func(ctx context.Context, rs *replicationServer, h, payload []byte) (*envelope, error) {
 		var req ps.InstallRequest
-		payload, err := decodeJSON(in, &req)
-		if err != nil {
+		if err := decodeHeader(h, &req); err != nil {
 			return nil, err
 		}
 		if len(payload) > 0 {
@@ -138,7 +142,7 @@ func installHandler(srv any, stream grpc.ServerStream) error {
 		if err != nil {
 			return nil, err
 		}
-		return encodeJSON(resp, nil)
+		return jsonEnvelope(resp)
 	})
 }
 
@@ -148,12 +152,12 @@ func (c *client) Replicate(ctx context.Context, req *ps.ReplicateRequest) (*ps.R
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.callEnvelope(ctx, "replicate", 0, ReplicationReplicateMethod, in)
+	out, _, err := c.callEnvelope(ctx, "replicate", 0, ReplicationReplicateMethod, in)
 	if err != nil {
 		return nil, err
 	}
 	var resp ps.ReplicateResponse
-	if _, err := decodeJSON(out, &resp); err != nil {
+	if err := decodeHeader(out, &resp); err != nil {
 		return nil, fmt.Errorf("grpc replicate %s: %w", c.p.addr, err)
 	}
 	return &resp, nil
@@ -161,17 +165,16 @@ func (c *client) Replicate(ctx context.Context, req *ps.ReplicateRequest) (*ps.R
 
 // Fetch implements ps.Replicator.
 func (c *client) Fetch(ctx context.Context, req *ps.FetchRequest) (*ps.FetchResponse, error) {
-	in, err := encodeJSON(req, nil)
+	in, err := jsonEnvelope(req)
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.callEnvelope(ctx, "fetch", 1, ReplicationFetchMethod, in)
+	out, payload, err := c.callEnvelope(ctx, "fetch", 1, ReplicationFetchMethod, in)
 	if err != nil {
 		return nil, err
 	}
 	var resp ps.FetchResponse
-	payload, err := decodeJSON(out, &resp)
-	if err != nil {
+	if err := decodeHeader(out, &resp); err != nil {
 		return nil, fmt.Errorf("grpc fetch %s: %w", c.p.addr, err)
 	}
 	if len(payload) > 0 {
@@ -194,16 +197,19 @@ func (c *client) Install(ctx context.Context, req *ps.InstallRequest) (*ps.Insta
 			return nil, err
 		}
 	}
-	in, err := encodeJSON(&h, payload)
+	in, err := jsonEnvelope(&h)
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.callEnvelope(ctx, "install", 2, ReplicationInstallMethod, in)
+	if payload != nil {
+		in.payload = [][]byte{payload}
+	}
+	out, _, err := c.callEnvelope(ctx, "install", 2, ReplicationInstallMethod, in)
 	if err != nil {
 		return nil, err
 	}
 	var resp ps.InstallResponse
-	if _, err := decodeJSON(out, &resp); err != nil {
+	if err := decodeHeader(out, &resp); err != nil {
 		return nil, fmt.Errorf("grpc install %s: %w", c.p.addr, err)
 	}
 	return &resp, nil
@@ -212,35 +218,35 @@ func (c *client) Install(ctx context.Context, req *ps.InstallRequest) (*ps.Insta
 var _ ps.Replicator = (*client)(nil)
 
 // callEnvelope sends one request envelope on a new stream of the
-// replication service and returns the response envelope.
-func (c *client) callEnvelope(ctx context.Context, op string, stream int, method string, in []byte) ([]byte, error) {
+// replication service and returns the response's header and payload.
+func (c *client) callEnvelope(ctx context.Context, op string, stream int, method string, in *envelope) ([]byte, []byte, error) {
 	if err := c.check(ctx, op); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := c.p.conn().NewStream(sctx, &replicationDesc.Streams[stream], method)
 	if err != nil {
-		return nil, c.fail(ctx, op, err)
+		return nil, nil, c.fail(ctx, op, err)
 	}
-	err = sendEnvelope(in, c.d.c.chunkElems*4, st.SendMsg)
+	err = in.send(c.d.c.chunkElems*4, st.SendMsg)
 	if err != nil && err != io.EOF {
-		return nil, c.fail(ctx, op, err)
+		return nil, nil, c.fail(ctx, op, err)
 	}
 	if err == nil {
 		if err := st.CloseSend(); err != nil {
-			return nil, c.fail(ctx, op, err)
+			return nil, nil, c.fail(ctx, op, err)
 		}
 	}
-	out, err := recvEnvelope(st.RecvMsg, c.d.c.maxTensorBytes)
+	h, payload, err := recvEnvelope(st.RecvMsg, c.d.c.maxTensorBytes, nil)
 	if err != nil {
 		var fe frameError
 		if errors.As(err, &fe) {
-			return nil, fmt.Errorf("grpc %s %s: %w", op, c.p.addr, err)
+			return nil, nil, fmt.Errorf("grpc %s %s: %w", op, c.p.addr, err)
 		}
-		return nil, c.fail(ctx, op, err)
+		return nil, nil, c.fail(ctx, op, err)
 	}
-	return out, nil
+	return h, payload, nil
 }
 
 // frameError is a malformed envelope (as opposed to a failed call).
@@ -248,72 +254,110 @@ type frameError struct{ msg string }
 
 func (e frameError) Error() string { return "replication envelope: " + e.msg }
 
-// sendEnvelope cuts b into chunks of at most chunk bytes (at least one
-// message, even for an empty envelope).
-func sendEnvelope(b []byte, chunk int, send func(any) error) error {
+// envelope is one request or response: a JSON header and a payload given
+// as pieces (sent without being concatenated). On the wire the first
+// message holds the 8-byte little-endian payload length and the header;
+// the payload follows in messages of at most ChunkBytes.
+type envelope struct {
+	header  []byte
+	payload [][]byte
+}
+
+func jsonEnvelope(h any) (*envelope, error) {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("replication envelope: %w", err)
+	}
+	return &envelope{header: b}, nil
+}
+
+func (e *envelope) send(chunk int, send func(any) error) error {
 	if chunk <= 0 {
 		chunk = DefaultChunkBytes
 	}
-	for first := true; first || len(b) > 0; first = false {
-		n := min(chunk, len(b))
-		if err := send(wrapperspb.Bytes(b[:n])); err != nil {
-			return err
+	n := 0
+	for _, p := range e.payload {
+		n += len(p)
+	}
+	first := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(e.header)), uint64(n))
+	if err := send(wrapperspb.Bytes(append(first, e.header...))); err != nil {
+		return err
+	}
+	for _, p := range e.payload {
+		for len(p) > 0 {
+			k := min(chunk, len(p))
+			if err := send(wrapperspb.Bytes(p[:k])); err != nil {
+				return err
+			}
+			p = p[k:]
 		}
-		b = b[n:]
 	}
 	return nil
 }
 
-// recvEnvelope concatenates chunks until the end of the stream; more than
-// limit bytes is an error.
-func recvEnvelope(recv func(any) error, limit int64) ([]byte, error) {
-	var out []byte
+// recvEnvelope reads an envelope until the end of the stream. alloc, when
+// non-nil, supplies the payload buffer for the given header and length
+// (so floats can land in a []float32's memory); a payload longer than
+// limit is refused before anything is allocated.
+func recvEnvelope(recv func(any) error, limit int64, alloc func(h []byte, n int) []byte) ([]byte, []byte, error) {
+	m := &wrapperspb.BytesValue{}
+	if err := recv(m); err != nil {
+		if err == io.EOF {
+			return nil, nil, frameError{"empty stream"}
+		}
+		return nil, nil, err
+	}
+	if len(m.Value) < 8 {
+		return nil, nil, frameError{fmt.Sprintf("first message of %d bytes", len(m.Value))}
+	}
+	n := binary.LittleEndian.Uint64(m.Value)
+	if n > uint64(limit) {
+		return nil, nil, frameError{fmt.Sprintf("payload of %d bytes, limit %d", n, limit)}
+	}
+	h := m.Value[8:]
+	var payload []byte
+	if alloc != nil {
+		payload = alloc(h, int(n))
+	}
+	if payload == nil {
+		payload = make([]byte, n)
+	}
+	off := 0
 	for {
 		m := &wrapperspb.BytesValue{}
 		err := recv(m)
 		if err == io.EOF {
-			return out, nil
+			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if int64(len(out))+int64(len(m.Value)) > limit {
-			return nil, frameError{fmt.Sprintf("more than %d bytes", limit)}
+		if len(m.Value) > len(payload)-off {
+			return nil, nil, frameError{fmt.Sprintf("more than the announced %d payload bytes", n)}
 		}
-		if out == nil {
-			out = m.Value
-		} else {
-			out = append(out, m.Value...)
-		}
+		off += copy(payload[off:], m.Value)
 	}
+	if off != len(payload) {
+		return nil, nil, frameError{fmt.Sprintf("payload ended after %d of %d bytes", off, n)}
+	}
+	return h, payload, nil
 }
 
-// encodeJSON builds an envelope of a JSON header and a raw payload.
-func encodeJSON(h any, payload []byte) ([]byte, error) {
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return nil, fmt.Errorf("replication envelope: %w", err)
+// allocFloats gives a Replicate payload the memory of a []float32, so the
+// gradients need no second copy on little-endian hosts.
+func allocFloats(_ []byte, n int) []byte {
+	if !littleEndian || n%4 != 0 {
+		return nil
 	}
-	out := make([]byte, 0, 4+len(hj)+len(payload))
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(hj)))
-	out = append(out, hj...)
-	return append(out, payload...), nil
+	return f32bytes(make([]float32, n/4))
 }
 
-// decodeJSON splits an envelope, decodes its header into h and returns the
-// payload. Errors wrap ps.ErrInvalidArgument.
-func decodeJSON(b []byte, h any) ([]byte, error) {
-	if len(b) < 4 {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "replication envelope of %d bytes", len(b))
+// decodeHeader decodes a JSON header; errors wrap ps.ErrInvalidArgument.
+func decodeHeader(h []byte, v any) error {
+	if err := json.Unmarshal(h, v); err != nil {
+		return ps.Errorf(ps.ErrInvalidArgument, "replication envelope header: %v", err)
 	}
-	n := binary.LittleEndian.Uint32(b)
-	if uint64(n) > uint64(len(b)-4) {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "replication envelope: header of %d bytes, %d left", n, len(b)-4)
-	}
-	if err := json.Unmarshal(b[4:4+n], h); err != nil {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "replication envelope header: %v", err)
-	}
-	return b[4+n:], nil
+	return nil
 }
 
 // opHeader is a ReplicateOp without its gradient, whose length it gives.
@@ -328,27 +372,40 @@ type replicateHeader struct {
 	Ops  []opHeader `json:"ops"`
 }
 
-func encodeReplicateRequest(req *ps.ReplicateRequest) ([]byte, error) {
+func encodeReplicateRequest(req *ps.ReplicateRequest) (*envelope, error) {
 	h := replicateHeader{From: req.From, Ops: make([]opHeader, len(req.Ops))}
-	n := 0
+	var pieces [][]byte
 	for i, op := range req.Ops {
 		h.Ops[i] = opHeader{ReplicateOp: op, HasGrad: op.Grad != nil, NumGrad: len(op.Grad)}
 		h.Ops[i].Grad = nil
-		n += len(op.Grad)
-	}
-	payload := make([]byte, 0, 4*n)
-	for _, op := range req.Ops {
-		for _, x := range op.Grad {
-			payload = binary.LittleEndian.AppendUint32(payload, math.Float32bits(x))
+		if len(op.Grad) > 0 {
+			pieces = append(pieces, leBytes(op.Grad))
 		}
 	}
-	return encodeJSON(&h, payload)
+	env, err := jsonEnvelope(&h)
+	if err != nil {
+		return nil, err
+	}
+	env.payload = pieces
+	return env, nil
 }
 
-func decodeReplicateRequest(b []byte) (*ps.ReplicateRequest, error) {
+// leBytes is v as little-endian bytes: a view on little-endian hosts, a
+// copy elsewhere.
+func leBytes(v []float32) []byte {
+	if littleEndian {
+		return f32bytes(v)
+	}
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func decodeReplicateRequest(hb, payload []byte) (*ps.ReplicateRequest, error) {
 	var h replicateHeader
-	payload, err := decodeJSON(b, &h)
-	if err != nil {
+	if err := decodeHeader(hb, &h); err != nil {
 		return nil, err
 	}
 	total := uint64(0)
@@ -361,16 +418,21 @@ func decodeReplicateRequest(b []byte) (*ps.ReplicateRequest, error) {
 	if 4*total != uint64(len(payload)) {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "replicate: %d payload bytes, header says %d", len(payload), 4*total)
 	}
+	var all []float32
+	if littleEndian && len(payload) > 0 && uintptr(unsafe.Pointer(&payload[0]))%4 == 0 {
+		all = unsafe.Slice((*float32)(unsafe.Pointer(&payload[0])), len(payload)/4)
+	} else {
+		all = make([]float32, len(payload)/4)
+		for j := range all {
+			all[j] = math.Float32frombits(binary.LittleEndian.Uint32(payload[4*j:]))
+		}
+	}
 	req := &ps.ReplicateRequest{From: h.From, Ops: make([]ps.ReplicateOp, len(h.Ops))}
 	for i, op := range h.Ops {
 		req.Ops[i] = op.ReplicateOp
 		if op.HasGrad {
-			g := make([]float32, op.NumGrad)
-			for j := range g {
-				g[j] = math.Float32frombits(binary.LittleEndian.Uint32(payload[4*j:]))
-			}
-			req.Ops[i].Grad = g
-			payload = payload[4*op.NumGrad:]
+			req.Ops[i].Grad = all[:op.NumGrad:op.NumGrad]
+			all = all[op.NumGrad:]
 		}
 	}
 	return req, nil

@@ -3,6 +3,7 @@ package grpctransport
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/sharding"
+	"google.golang.org/protobuf/proto"
 )
 
 // serveReplicating starts a replicating ps.Server behind a gRPC server with
@@ -120,18 +122,43 @@ func TestReplicateEnvelopeRoundTrip(t *testing.T) {
 		{Key: ps.PartKey{Var: "v"}, LSN: 10, Barrier: true},
 		{Key: ps.PartKey{Var: "v"}, LSN: 11, Rows: []int64{1, 1}, Grad: []float32{1.5, -2, 3, 4}, Worker: 1, Clock: 2, Step: 5},
 	}}
-	b, err := encodeReplicateRequest(req)
+	env, err := encodeReplicateRequest(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeReplicateRequest(b)
+	// Through the chunked framing with 3-byte chunks.
+	var msgs []any
+	if err := env.send(3, func(m any) error { msgs = append(msgs, m); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	recv := func(msgs []any) func(any) error {
+		return func(m any) error {
+			if len(msgs) == 0 {
+				return io.EOF
+			}
+			proto.Merge(m.(proto.Message), msgs[0].(proto.Message))
+			msgs = msgs[1:]
+			return nil
+		}
+	}
+	h, payload, err := recvEnvelope(recv(msgs), 1<<20, allocFloats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeReplicateRequest(h, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, req) {
 		t.Fatalf("round trip:\n%+v\n%+v", got, req)
 	}
-	if _, err := decodeReplicateRequest(b[:len(b)-1]); !errors.Is(err, ps.ErrInvalidArgument) {
-		t.Fatalf("truncated: %v", err)
+	if _, _, err := recvEnvelope(recv(msgs[:len(msgs)-1]), 1<<20, nil); err == nil {
+		t.Fatal("truncated envelope accepted")
+	}
+	if _, _, err := recvEnvelope(recv(msgs), 4, nil); err == nil {
+		t.Fatal("envelope over the limit accepted")
+	}
+	if _, err := decodeReplicateRequest(h, payload[:len(payload)-4]); !errors.Is(err, ps.ErrInvalidArgument) {
+		t.Fatalf("short payload: %v", err)
 	}
 }
