@@ -66,6 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Servers, "servers", c.Servers, "parameter servers")
 	fs.StringVar(&c.Mode, "mode", c.Mode, "process (start psd processes) or inprocess (servers in this process over gRPC)")
 	fs.StringVar(&c.PSD, "psd", "", "psd binary for --mode process (default: go build ./cmd/psd into a temporary directory)")
+	fs.StringVar(&c.Profile, "profile", c.Profile, "psd --profile: lan (psd's default) or local (short failure-detection timeouts: under full CPU load psd may be falsely declared dead)")
+	fs.IntVar(&c.Replicas, "replicas", 0, "psd --replicas (--mode process; 0: psd's default)")
 	fs.IntVar(&c.SparseRows, "sparse-rows", c.SparseRows, "rows of the sparse variable pushed and pulled per operation")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +86,8 @@ type config struct {
 	Servers    int
 	Mode       string
 	PSD        string
+	Replicas   int
+	Profile    string
 	SparseRows int
 	JSON       bool
 	// Stderr receives the psd logs on failure (nil: discarded).
@@ -91,7 +95,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{Clients: 32, Duration: 60 * time.Second, Servers: 2, Mode: "process", SparseRows: 128}
+	return config{Clients: 32, Duration: 60 * time.Second, Servers: 2, Mode: "process", SparseRows: 128, Profile: "lan"}
 }
 
 func (c *config) validate() error {
@@ -104,6 +108,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("--servers %d: want ≥ 1", c.Servers)
 	case c.Mode != "process" && c.Mode != "inprocess":
 		return fmt.Errorf("--mode %q: want process or inprocess", c.Mode)
+	case c.Profile != "lan" && c.Profile != "local":
+		return fmt.Errorf("--profile %q: want lan or local", c.Profile)
+	case c.Replicas < 0:
+		return fmt.Errorf("--replicas %d: want ≥ 0", c.Replicas)
 	case c.SparseRows < 1 || c.SparseRows > embRows:
 		return fmt.Errorf("--sparse-rows %d: want 1..%d", c.SparseRows, embRows)
 	}

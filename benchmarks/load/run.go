@@ -42,6 +42,7 @@ type report struct {
 	Mode     string   `json:"mode"`
 	Clients  int      `json:"clients"`
 	Servers  int      `json:"servers"`
+	Replicas int      `json:"replicas,omitempty"`
 	Seconds  float64  `json:"seconds"`
 	Pushes   uint64   `json:"pushes"`
 	Pulls    uint64   `json:"pulls"`
@@ -68,7 +69,11 @@ type report struct {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "flowps load test: %d clients, %d servers (%s), %.1f s\n", r.Clients, r.Servers, r.Mode, r.Seconds)
+	repl := "psd default"
+	if r.Replicas > 0 {
+		repl = strconv.Itoa(r.Replicas)
+	}
+	fmt.Fprintf(w, "flowps load test: %d clients, %d servers (%s, replicas %s), %.1f s\n", r.Clients, r.Servers, r.Mode, repl, r.Seconds)
 	fmt.Fprintf(w, "  operations   %d pushes, %d pulls: %.0f ops/s, %.1f MB/s of tensors\n", r.Pushes, r.Pulls, r.OpsPerS, r.MBPerS)
 	fmt.Fprintf(w, "  latency      all  p50 %.2f ms  p99 %.2f ms\n", r.AllP50, r.AllP99)
 	fmt.Fprintf(w, "               push p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.PushP50, r.PushP99, r.PushMax)
@@ -204,7 +209,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	push, pull, all := newHist(), newHist(), newHist()
-	rep := &report{Mode: cfg.Mode, Clients: cfg.Clients, Servers: cfg.Servers, Seconds: elapsed.Seconds(), ServerPeakRSSNote: cl.note}
+	rep := &report{Mode: cfg.Mode, Clients: cfg.Clients, Servers: cfg.Servers, Replicas: cfg.Replicas, Seconds: elapsed.Seconds(), ServerPeakRSSNote: cl.note}
 	var bytes uint64
 	for _, r := range results {
 		push.merge(r.push)
@@ -374,7 +379,10 @@ func startProcesses(ctx context.Context, cfg config) (*cluster, error) {
 		}
 		gossip := "127.0.0.1:" + strconv.Itoa(gp)
 		args := []string{"--id", fmt.Sprintf("psd-%d", i), "--listen", "127.0.0.1:" + strconv.Itoa(lp), "--gossip", gossip,
-			"--http", "", "--profile", "local", "--log-level", "warn"}
+			"--http", "", "--profile", cfg.Profile, "--log-level", "warn"}
+		if cfg.Replicas > 0 {
+			args = append(args, "--replicas", strconv.Itoa(cfg.Replicas))
+		}
 		if i == 0 {
 			first = gossip
 		} else {
@@ -390,7 +398,7 @@ func startProcesses(ctx context.Context, cfg config) (*cluster, error) {
 		procs = append(procs, p)
 	}
 	m, err := sharding.NewMembership(sharding.MembershipConfig{
-		Self: sharding.Member{ID: "load-trainer", Role: sharding.RoleTrainer}, BindAddr: "127.0.0.1:0", Profile: sharding.ProfileLocal,
+		Self: sharding.Member{ID: "load-trainer", Role: sharding.RoleTrainer}, BindAddr: "127.0.0.1:0", Profile: cfg.Profile,
 	})
 	if err != nil {
 		stopAll()
