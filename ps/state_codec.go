@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"unsafe"
 )
 
 // stateMagic starts every encoded PartitionState; the last byte is the
@@ -134,7 +135,24 @@ func slotLens(s []slotHeader) []int {
 	return out
 }
 
+// hostLittleEndian is true when float32 memory is already the encoding's
+// byte order, so arrays are copied with memmove.
+var hostLittleEndian = func() bool {
+	x := uint32(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+func floatBytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
 func appendFloats(b []byte, v []float32) []byte {
+	if hostLittleEndian {
+		return append(b, floatBytes(v)...)
+	}
 	for _, x := range v {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
 	}
@@ -143,6 +161,10 @@ func appendFloats(b []byte, v []float32) []byte {
 
 func readFloats(b []byte, n int) ([]float32, []byte) {
 	out := make([]float32, n)
+	if hostLittleEndian {
+		copy(floatBytes(out), b[:4*n])
+		return out, b[4*n:]
+	}
 	for i := range out {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}

@@ -25,7 +25,7 @@ func serveReplicating(t *testing.T, id string, d *Dialer) (*ps.Server, string) {
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cfg.Replication = &ps.ReplicationConfig{Replicas: 2, Dialer: d, Timeout: 5 * time.Second, StableAfter: -1}
+	cfg.Replication = &ps.ReplicationConfig{Replicas: 2, Dialer: d, Timeout: 20 * time.Second, StableAfter: -1}
 	s, err := ps.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestReplicationOverGRPC(t *testing.T) {
 	b.SetView(view)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	spec := ps.VariableSpec{Name: "w", Shape: []int64{4, 1 << 20}, Optimizer: ps.OptimizerSpec{Kind: ps.OptMomentum, LR: 0.5},
+	spec := ps.VariableSpec{Name: "w", Shape: []int64{4, 1 << 18}, Optimizer: ps.OptimizerSpec{Kind: ps.OptMomentum, LR: 0.5},
 		Init: ps.Initializer{Kind: ps.InitNormal, Stddev: 1, Seed: 1}, MaxPartitionBytes: 64 << 20}
 	key := ps.PartKey{Var: "w", Index: 0}
 	primary, replica := a, b
