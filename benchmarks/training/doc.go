@@ -1,0 +1,51 @@
+// Command training measures training throughput of the flowps trainer in
+// three setups, in one invocation, on 127.0.0.1:
+//
+//	local   trainer --local                       (in-process parameter server)
+//	1ps-1tr 1 psd + 1 trainer  (--join, gRPC)
+//	2ps-2tr 2 psd + 2 trainers (--join, gRPC, --workers 2)
+//
+// Every setup trains the same model (--model, default mlp) at the same
+// per-trainer batch (--batch, default 128) on the same data (--data,
+// default mnist) in the same consistency mode (--mode, default sync) for
+// the same number of epochs. A trainer's epoch is its share of the
+// training set, so the two trainers of 2ps-2tr together cover the same
+// examples as the single trainer of the other setups, with twice the
+// global batch per step (2×B: the trainers' gradients are averaged).
+//
+// Usage:
+//
+//	go run ./benchmarks/training [--model mlp] [--batch 128] [--epochs 1] [--json]
+//	make bench-training
+//
+// It builds psd and trainer with the build tags scripts/detect-tags.sh
+// prints into a temporary directory (or uses --bin DIR), starts psd with
+// --profile local and --replicas 1 (change with --replicas), runs each
+// trainer, reads the final JSON line it prints on stdout, and prints one
+// table row per setup:
+//
+//   - ex/s per trainer: each trainer's examples_per_sec (examples over its
+//     train_seconds; data loading and evaluation excluded), the mean over
+//     the setup's trainers;
+//   - aggregate ex/s: the sum over the setup's trainers;
+//   - ratio: aggregate over the local setup's;
+//   - ex/CPU-s: examples trained over the CPU time (user+system) of every
+//     process of the setup (trainers and psd), from their rusage. On a
+//     loaded machine wall-clock throughput measures the load as much as
+//     the code; CPU time does not, so this column and its ratio are the
+//     ones to compare when the load average is above the core count. It
+//     includes the trainers' data loading and test-set evaluation;
+//   - compute / pull / push / wait: where a trainer's train time goes, as
+//     a percentage of train_seconds (cmd/trainer: train = compute + pull +
+//     wait; push overlaps backprop, so it is shown but not part of the
+//     sum).
+//
+// With 2 cores, 2 psd and 2 trainers share the cores that --local has to
+// itself: the aggregate of 2ps-2tr against local is then a test of how
+// much the parameter-server path costs, not of scaling.
+//
+// --json prints the rows as one JSON document instead of the table.
+// --pprof DIR saves a CPU profile of every psd during each distributed
+// setup (from its /debug/pprof/profile). Child processes are killed when
+// the program ends, however it ends.
+package main
