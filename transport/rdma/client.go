@@ -172,6 +172,7 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 		c.free <- clientRecvs + i
 	}
 	c.fab.onRemote = c.onRemote
+	c.fab.busy = func() bool { return c.pendingBytes.Load() > 0 }
 	c.fab.onError = func(err error) { c.fail(err) }
 	c.fab.start()
 	for i := 0; i < clientRecvs; i++ {

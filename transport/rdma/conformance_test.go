@@ -5,6 +5,7 @@ package rdma
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/transport/transporttest"
@@ -41,7 +42,7 @@ func TestConformance(t *testing.T) {
 			},
 			Dialer: func(t *testing.T) ps.Dialer {
 				cfg := DefaultDialerConfig()
-				cfg.HandshakeTimeout = 2e9
+				cfg.HandshakeTimeout = time.Second
 				cfg.AreaBytes = areaBytes()
 				return NewDialer(cfg)
 			},

@@ -75,11 +75,15 @@ int fps_open(const char *prov, const char *node, const char *service,
 
 	memset(&cq_attr, 0, sizeof(cq_attr));
 	cq_attr.format = FI_CQ_FORMAT_DATA;
-	cq_attr.wait_obj = FI_WAIT_UNSPEC;
 	cq_attr.size = 0;
+	// Block in the provider only on a file descriptor that the provider's
+	// own progress signals (tcp sockets, verbs channels). shm has no such
+	// wakeup across processes: its waits spin in sched_yield, so it is
+	// polled from Go instead.
+	cq_attr.wait_obj = strcmp(prov, "shm") == 0 ? FI_WAIT_NONE : FI_WAIT_FD;
 	ret = fi_cq_open(ep->domain, &cq_attr, &ep->cq, NULL);
 	if (ret == 0) {
-		ep->cq_wait = 1;
+		ep->cq_wait = cq_attr.wait_obj == FI_WAIT_FD;
 	} else {
 		cq_attr.wait_obj = FI_WAIT_NONE;
 		ret = fi_cq_open(ep->domain, &cq_attr, &ep->cq, NULL);

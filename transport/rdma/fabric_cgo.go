@@ -110,6 +110,7 @@ type fabric struct {
 	active  atomic.Int64 // counted operations in flight
 
 	onRemote func(imm uint32, n uint64) // remote writedata arrived
+	busy     func() bool                // the owner awaits arrivals: keep polling
 	onError  func(error)                // an error entry with no operation
 
 	regions []*region
@@ -189,19 +190,28 @@ func (f *fabric) start() {
 	go f.progress()
 }
 
-// spinWindow is how long the progress goroutine keeps polling without
-// blocking after the last event: providers move large transfers in many
-// steps (shm's segmented copies, rxm's rendezvous), each needing a progress
-// call, and a blocking wait between them would stall the transfer.
-const spinWindow = 500 * time.Microsecond
+// Polling. While operations are in flight, or the owner expects an
+// arrival (busy), or within spinWindow of the last event, the progress
+// goroutine polls, yielding to other goroutines between polls: providers
+// move large transfers in many steps (shm's segmented copies, rxm's
+// rendezvous), each needing a progress call. Otherwise it blocks in the
+// provider when the completion queue has a wait fd (tcp, verbs), or sleeps
+// between polls, backing off to maxIdleSleep (shm, whose waits would spin).
+const (
+	spinWindow   = 200 * time.Microsecond
+	minIdleSleep = 20 * time.Microsecond
+	maxIdleSleep = time.Millisecond
+)
 
 func (f *fabric) progress() {
 	defer close(f.done)
 	var comps [16]C.fps_comp
 	last := time.Now()
+	sleep := minIdleSleep
 	for !f.stop.Load() {
+		hot := f.active.Load() > 0 || (f.busy != nil && f.busy()) || time.Since(last) < spinWindow
 		timeout := 0
-		if f.info.cqWait && f.active.Load() == 0 && time.Since(last) > spinWindow {
+		if f.info.cqWait && !hot {
 			timeout = progressTimeout
 		}
 		n := int(C.fps_poll(f.ep, &comps[0], C.int(len(comps)), C.int(timeout)))
@@ -210,17 +220,16 @@ func (f *fabric) progress() {
 			n = 0
 		}
 		if n == 0 {
-			if timeout == 0 {
-				if !f.info.cqWait && f.active.Load() == 0 && time.Since(last) > spinWindow {
-					// No wait object: back off gently so an idle endpoint
-					// does not burn a core.
-					time.Sleep(50 * time.Microsecond)
-				} else {
-					runtime.Gosched()
-				}
+			switch {
+			case hot:
+				runtime.Gosched()
+			case !f.info.cqWait:
+				time.Sleep(sleep)
+				sleep = min(2*sleep, maxIdleSleep)
 			}
 			continue
 		}
+		sleep = minIdleSleep
 		last = time.Now()
 		for i := 0; i < n; i++ {
 			c := comps[i]
