@@ -51,3 +51,26 @@ func TestDecide(t *testing.T) {
 		t.Fatalf("no device behind netdev: %q, %q", c, r)
 	}
 }
+
+func TestChoose(t *testing.T) {
+	ctx := context.Background()
+	d := Choose(ctx, "127.0.0.1", "", ProviderSHM)
+	if d.RDMA || !strings.Contains(d.Reason, "no fabric endpoint") && Available() {
+		t.Fatalf("peer without an endpoint: %+v", d)
+	}
+	d = Choose(ctx, "127.0.0.1", ProviderVerbs, "")
+	if d.RDMA {
+		t.Fatalf("chose RDMA on a machine without RDMA devices: %+v", d)
+	}
+	t.Logf("verbs peer here: %s", d.Reason)
+	d = Choose(ctx, "127.0.0.1", ProviderTCP, ProviderTCP)
+	if d.RDMA != Available() {
+		t.Fatalf("override: %+v (Available %v)", d, Available())
+	}
+	if Available() && d.Provider != ProviderTCP {
+		t.Fatalf("override chose %q", d.Provider)
+	}
+	if d := Choose(ctx, "127.0.0.1", ProviderSHM, ProviderTCP); d.RDMA {
+		t.Fatalf("override for another provider than the peer's: %+v", d)
+	}
+}
