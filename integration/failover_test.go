@@ -356,3 +356,31 @@ func TestReReplicationOf100MBShard(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaveHandsOverWithoutLoss: with r = 1 a psd's partitions exist
+// nowhere else, so a SIGTERM'd psd must hand them over before it leaves;
+// pushes continue throughout and every counter stays exact.
+func TestLeaveHandsOverWithoutLoss(t *testing.T) {
+	skipShort(t)
+	c := clustertest.New(t, "--replicas", "1")
+	c.Start(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var clients []*ps.Client
+	for i := 0; i < 4; i++ {
+		clients = append(clients, c.Client(fmt.Sprintf("client-%d", i), i))
+	}
+	names := counterNames(8)
+	load := startCounters(ctx, t, clients, names)
+	load.waitMore(t, 300, 30*time.Second)
+	leaverID := sharding.Place(ps.PartKey{Var: names[0]}.String(), members(c), 1)[0].ID
+	for _, n := range c.Nodes {
+		if n.ID == leaverID {
+			start := time.Now()
+			n.Stop()
+			t.Logf("%s handed over and exited in %v", n.ID, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	load.waitMore(t, 300, 30*time.Second)
+	load.finish(ctx, t, c.Client("reader", 9))
+}
