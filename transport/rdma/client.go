@@ -212,7 +212,7 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 			c.ext = newExtents(c.size/pageSize, c.cfg.MaxInflight)
 			// One probe write proves the keys and the data path before the
 			// connection is handed out.
-			if err := c.roundTrip(ctx, "probe", frameProbe, 0, func([]byte) {}, 0, "", func(b []byte) error { return nil }); err != nil {
+			if err := c.roundTrip(ctx, "probe", frameProbe, 0, func([]byte) gap { return gap{} }, 0, "", func(b []byte) error { return nil }); err != nil {
 				return fmt.Errorf("%w: probe write: %w", ps.ErrUnavailable, err)
 			}
 			return nil
@@ -407,7 +407,11 @@ func (c *conn) onRemote(imm uint32, _ uint64) {
 
 // roundTrip sends one request frame and decodes its response. encode
 // writes exactly bodyLen bytes; room is the expected response frame size.
-func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen int, encode func([]byte), room int, hint string, decode func([]byte) error) error {
+//
+// encode may leave one large tensor out of the staging area (a gap); it is
+// then sent from the caller's memory, and roundTrip returns only once the
+// provider is done reading it.
+func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen int, encode func([]byte) gap, room int, hint string, decode func([]byte) error) error {
 	torn, grown := 0, 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -432,7 +436,7 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		}
 		off := page * pageSize
 		buf := c.area.buf[off : off+room]
-		encode(buf[headerSize : headerSize+bodyLen])
+		g := encode(buf[headerSize : headerSize+bodyLen])
 		seq := c.seq.Add(1)
 		var timeout int64
 		if dl, ok := ctx.Deadline(); ok {
@@ -449,13 +453,30 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		cl.sentIndex = c.sent.Add(1)
 		cl.sentAt = time.Now().UnixNano()
 		c.mu.Unlock()
-		err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, func(comp completion) {
+		written := make(chan struct{})
+		onWritten := func(comp completion) {
+			defer close(written)
 			if comp.err != nil {
 				c.fail(fmt.Errorf("%s write: %w", what, comp.err))
 				return
 			}
 			c.delivered.Add(1)
-		})
+		}
+		if g.data != nil {
+			err = c.fab.writedataGo(ctx, c.area, off, headerSize+g.off, g.data, n, imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
+		} else {
+			err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
+		}
+		// The caller may reuse its tensor once this returns: a write from it
+		// must have finished (or the connection be dead).
+		waitWritten := func() {
+			if g.data != nil {
+				select {
+				case <-written:
+				case <-c.dead:
+				}
+			}
+		}
 		if err != nil {
 			c.mu.Lock()
 			delete(c.pending, page)
@@ -470,9 +491,11 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		}
 		select {
 		case <-cl.done:
+			waitWritten()
 		case <-c.dead:
 			return c.deadErr
 		case <-ctx.Done():
+			waitWritten()
 			c.mu.Lock()
 			arrived := cl.arrived
 			cl.abandoned = true
@@ -552,7 +575,7 @@ func (c *conn) Create(ctx context.Context, req *ps.CreateRequest) (*ps.CreateRes
 		return nil, err
 	}
 	resp := &ps.CreateResponse{}
-	err = c.roundTrip(ctx, "create "+req.Spec.Name, frameCreate, len(body), func(b []byte) { copy(b, body) },
+	err = c.roundTrip(ctx, "create "+req.Spec.Name, frameCreate, len(body), func(b []byte) gap { copy(b, body); return gap{} },
 		frameLen(versionsSize(make([]int64, len(req.Parts)))+maxErrMsg), "", func(b []byte) (err error) {
 			resp.Versions, err = decodeVersions(b)
 			return err
@@ -590,7 +613,7 @@ func (c *conn) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse,
 		room = 64 << 10
 	}
 	var resp *ps.PullResponse
-	err := c.roundTrip(ctx, "pull", framePull, pullSize(req), func(b []byte) { encodePull(b, req) },
+	err := c.roundTrip(ctx, "pull", framePull, pullSize(req), func(b []byte) gap { encodePull(b, req); return gap{} },
 		room, hint, func(b []byte) (err error) {
 			resp, err = decodePullResp(b)
 			return err
@@ -604,7 +627,14 @@ func (c *conn) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse,
 // Push implements ps.Service.
 func (c *conn) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushResponse, error) {
 	resp := &ps.PushResponse{}
-	err := c.roundTrip(ctx, "push", framePush, pushSize(req), func(b []byte) { encodePush(b, req) },
+	skip := -1
+	if c.fab.zeroCopy() {
+		skip = pickGap(len(req.Parts), func(i int) int { return 4 * len(req.Parts[i].Grad) })
+	}
+	err := c.roundTrip(ctx, "push", framePush, pushSize(req), func(b []byte) gap {
+		_, g := encodePushGap(b, req, skip)
+		return g
+	},
 		frameLen(versionsSize(make([]int64, len(req.Parts)))+maxErrMsg), "", func(b []byte) (err error) {
 			resp.Versions, err = decodeVersions(b)
 			return err

@@ -115,6 +115,7 @@ int fps_open(const char *prov, const char *node, const char *service,
 	oinfo->cq_data_size = ep->info->domain_attr->cq_data_size;
 	oinfo->max_msg_size = ep->info->ep_attr->max_msg_size;
 	oinfo->inject_size = ep->info->tx_attr->inject_size;
+	oinfo->iov_limit = ep->info->tx_attr->iov_limit;
 	oinfo->cq_wait = ep->cq_wait;
 	copyname(oinfo->prov_name, ep->info->fabric_attr->prov_name);
 	copyname(oinfo->fabric_name, ep->info->fabric_attr->name);
@@ -198,7 +199,23 @@ int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
 	// Delivery complete: the completion reports what happened at the
 	// target, so a rejected key or a vanished peer fails the operation
 	// instead of completing it silently.
-	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | (getenv("FPS_NODC") ? 0 : FI_DELIVERY_COMPLETE));
+	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+}
+
+int fps_writedata3(fps_ep *ep, void *b0, size_t l0, void *b1, size_t l1, void *b2, size_t l2,
+		   void *desc, uint64_t imm, uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx) {
+	struct iovec iov[3] = {
+		{ .iov_base = b0, .iov_len = l0 },
+		{ .iov_base = b1, .iov_len = l1 },
+		{ .iov_base = b2, .iov_len = l2 },
+	};
+	void *descs[3] = { desc, NULL, desc };
+	struct fi_rma_iov rma = { .addr = raddr, .len = l0 + l1 + l2, .key = rkey };
+	struct fi_msg_rma msg = {
+		.msg_iov = iov, .desc = descs, .iov_count = 3, .addr = dest,
+		.rma_iov = &rma, .rma_iov_count = 1, .context = ctxptr(ep, ctx), .data = imm,
+	};
+	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
 }
 
 int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,

@@ -29,6 +29,7 @@ typedef struct {
 	size_t cq_data_size;
 	size_t max_msg_size;
 	size_t inject_size;
+	size_t iov_limit;
 	int cq_wait; // 1 when fps_poll can block in the provider
 	char prov_name[64];
 	char fabric_name[64];
@@ -49,6 +50,10 @@ int fps_send(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t dest, int64
 int fps_recv(fps_ep *ep, void *buf, size_t len, void *desc, int64_t ctx);
 int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
 		  uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx);
+// fps_writedata3 writes three local segments to one remote range; the
+// middle one is unregistered memory (only without FI_MR_LOCAL).
+int fps_writedata3(fps_ep *ep, void *b0, size_t l0, void *b1, size_t l1, void *b2, size_t l2,
+		   void *desc, uint64_t imm, uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx);
 int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,
 	     uint64_t src, uint64_t raddr, uint64_t rkey, int64_t ctx);
 int fps_poll(fps_ep *ep, fps_comp *out, int max, int timeout_ms);

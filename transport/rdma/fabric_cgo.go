@@ -32,6 +32,7 @@ import (
 const (
 	fiRemoteCQData  = uint64(C.FI_REMOTE_CQ_DATA)
 	fiMRVirtAddr    = uint64(C.FI_MR_VIRT_ADDR)
+	fiMRLocal       = uint64(C.FI_MR_LOCAL)
 	fiAccessRead    = uint64(C.FI_READ)
 	fiAccessWrite   = uint64(C.FI_WRITE)
 	fiAccessRecv    = uint64(C.FI_RECV)
@@ -86,6 +87,7 @@ type fabricInfo struct {
 	cqDataSize               int
 	maxMsgSize               int
 	injectSize               int
+	iovLimit                 int
 	cqWait                   bool
 }
 
@@ -106,8 +108,11 @@ type fabric struct {
 	opMu    sync.Mutex
 	ops     []func(completion)
 	counted []bool
+	pins    []*runtime.Pinner // Go memory an operation sends from
 	free    []int64
 	active  atomic.Int64 // counted operations in flight
+
+	zeroCopyWrites atomic.Int64 // writes that sent a tensor from Go memory
 
 	onRemote func(imm uint32, n uint64) // remote writedata arrived
 	busy     func() bool                // the owner awaits arrivals: keep polling
@@ -157,10 +162,12 @@ func openFabric(provider, node, service string, log *slog.Logger) (*fabric, erro
 			cqDataSize: int(ci.cq_data_size),
 			maxMsgSize: int(ci.max_msg_size),
 			injectSize: int(ci.inject_size),
+			iovLimit:   int(ci.iov_limit),
 			cqWait:     ci.cq_wait != 0,
 		},
 		ops:     make([]func(completion), maxContexts),
 		counted: make([]bool, maxContexts),
+		pins:    make([]*runtime.Pinner, maxContexts),
 		free:    make([]int64, 0, maxContexts),
 		done:    make(chan struct{}),
 	}
@@ -252,6 +259,10 @@ func (f *fabric) progress() {
 			f.opMu.Lock()
 			fn := f.ops[c.ctx]
 			counted := f.counted[c.ctx]
+			if pin := f.pins[c.ctx]; pin != nil {
+				pin.Unpin()
+				f.pins[c.ctx] = nil
+			}
 			f.ops[c.ctx] = nil
 			f.counted[c.ctx] = false
 			f.free = append(f.free, int64(c.ctx))
@@ -278,6 +289,12 @@ func (f *fabric) post(ctx context.Context, what string, cb func(completion), do 
 // the progress goroutine, must post that way, since waiting there for
 // queue space would wait for the very progress they block.
 func (f *fabric) postOp(ctx context.Context, what string, counted bool, cb func(completion), do func(ci C.int64_t) C.int) error {
+	return f.postPinned(ctx, what, counted, nil, cb, do)
+}
+
+// postPinned is postOp for an operation that reads Go memory: pin keeps it
+// in place until the operation completes (or the fabric closes).
+func (f *fabric) postPinned(ctx context.Context, what string, counted bool, pin *runtime.Pinner, cb func(completion), do func(ci C.int64_t) C.int) error {
 	backoff := time.Microsecond
 	for {
 		f.postMu.RLock()
@@ -301,6 +318,7 @@ func (f *fabric) postOp(ctx context.Context, what string, counted bool, cb func(
 		f.free = f.free[:len(f.free)-1]
 		f.ops[ci] = cb
 		f.counted[ci] = counted
+		f.pins[ci] = pin
 		f.opMu.Unlock()
 		if counted {
 			f.active.Add(1)
@@ -316,6 +334,7 @@ func (f *fabric) postOp(ctx context.Context, what string, counted bool, cb func(
 		f.opMu.Lock()
 		f.ops[ci] = nil
 		f.counted[ci] = false
+		f.pins[ci] = nil
 		f.free = append(f.free, ci)
 		f.opMu.Unlock()
 		if int(-ret) != fiEAGAIN {
@@ -491,6 +510,29 @@ func (f *fabric) writedata(ctx context.Context, r *region, off, n int, imm uint3
 	})
 }
 
+// zeroCopy reports whether writes may send from unregistered (Go) memory.
+func (f *fabric) zeroCopy() bool { return f.info.mrMode&fiMRLocal == 0 && f.info.iovLimit >= 3 }
+
+// writedataGo writes r[off:off+head], then data (Go memory, pinned while
+// the write is in flight), then r[off+head+len(data):off+n], to one remote
+// range of n bytes: a frame whose largest tensor is sent without copying it
+// into the staging area. Only when zeroCopy().
+func (f *fabric) writedataGo(ctx context.Context, r *region, off, head int, data []byte, n int, imm uint32, dest, raddr, rkey uint64, cb func(completion)) error {
+	tail := off + head + len(data)
+	pin := new(runtime.Pinner)
+	pin.Pin(&data[0])
+	err := f.postPinned(ctx, "fi_writemsg", true, pin, cb, func(ci C.int64_t) C.int {
+		return C.fps_writedata3(f.ep, r.ptr(off), C.size_t(head), unsafe.Pointer(&data[0]), C.size_t(len(data)),
+			r.ptr(tail), C.size_t(off+n-tail), r.desc, C.uint64_t(imm), C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci)
+	})
+	if err != nil {
+		pin.Unpin()
+		return err
+	}
+	f.zeroCopyWrites.Add(1)
+	return nil
+}
+
 // close stops progress, closes the endpoint, releases every region and the
 // domain. Pending operations get no completion; their owners fail them.
 func (f *fabric) close() {
@@ -510,6 +552,12 @@ func (f *fabric) close() {
 	f.opMu.Lock()
 	regs := f.regions
 	f.regions = nil
+	for i, pin := range f.pins {
+		if pin != nil { // the endpoint is closed: nothing reads it any more
+			pin.Unpin()
+			f.pins[i] = nil
+		}
+	}
 	f.opMu.Unlock()
 	for _, r := range regs {
 		C.fps_mr_close(r.mr)

@@ -183,6 +183,38 @@ func (w *writer) floats(f []float32) {
 	w.n += copy(w.b[w.n:], f32bytes(f))
 }
 
+// floatsGap writes f's count but leaves its data out (the caller sends it
+// from f itself) and returns where the data belongs.
+func (w *writer) floatsGap(f []float32) int {
+	w.u64(uint64(len(f)))
+	at := w.n
+	w.n += 4 * len(f)
+	return at
+}
+
+// zeroCopyMin is the smallest tensor sent straight from Go memory rather
+// than copied into the staging area; below it a copy is cheaper than the
+// pinning and the extra segments.
+const zeroCopyMin = 256 << 10
+
+// gap is a body's tensor sent from Go memory: data belongs at body offset
+// off. data is nil when everything was copied.
+type gap struct {
+	off  int
+	data []byte
+}
+
+// pickGap chooses the largest of lens ≥ zeroCopyMin bytes (index, or -1).
+func pickGap(n int, size func(i int) int) int {
+	best, bestLen := -1, zeroCopyMin-1
+	for i := 0; i < n; i++ {
+		if l := size(i); l > bestLen {
+			best, bestLen = i, l
+		}
+	}
+	return best
+}
+
 func f32bytes(f []float32) []byte {
 	if len(f) == 0 {
 		return nil
@@ -450,20 +482,32 @@ func pushSize(req *ps.PushRequest) int {
 }
 
 func encodePush(b []byte, req *ps.PushRequest) int {
+	n, _ := encodePushGap(b, req, -1)
+	return n
+}
+
+// encodePushGap is encodePush leaving part skip's gradient out (skip < 0:
+// none) and saying where it belongs.
+func encodePushGap(b []byte, req *ps.PushRequest, skip int) (int, gap) {
+	var g gap
 	w := writer{b: b}
 	w.str(req.ClientID)
 	w.u64(req.Seq)
 	w.i64(int64(req.Worker))
 	w.i64(req.Clock)
 	w.u32(uint32(len(req.Parts)))
-	for _, p := range req.Parts {
+	for i, p := range req.Parts {
 		w.str(p.Key.Var)
 		w.i64(int64(p.Key.Index))
 		w.i64(p.Step)
 		w.rows(p.Rows)
-		w.floats(p.Grad)
+		if i == skip && p.Grad != nil {
+			g = gap{off: w.floatsGap(p.Grad), data: f32bytes(p.Grad)}
+		} else {
+			w.floats(p.Grad)
+		}
 	}
-	return w.n
+	return w.n, g
 }
 
 func decodePush(b []byte) (*ps.PushRequest, error) {
@@ -520,15 +564,26 @@ func pullRespSize(resp *ps.PullResponse) int {
 }
 
 func encodePullResp(b []byte, resp *ps.PullResponse) int {
+	n, _ := encodePullRespGap(b, resp, -1)
+	return n
+}
+
+// encodePullRespGap is encodePullResp leaving part skip's values out.
+func encodePullRespGap(b []byte, resp *ps.PullResponse, skip int) (int, gap) {
+	var g gap
 	w := writer{b: b}
 	w.u32(uint32(len(resp.Parts)))
-	for _, p := range resp.Parts {
+	for i, p := range resp.Parts {
 		w.str(p.Key.Var)
 		w.i64(int64(p.Key.Index))
 		w.i64(p.Version)
-		w.floats(p.Values)
+		if i == skip && p.Values != nil {
+			g = gap{off: w.floatsGap(p.Values), data: f32bytes(p.Values)}
+		} else {
+			w.floats(p.Values)
+		}
 	}
-	return w.n
+	return w.n, g
 }
 
 func decodePullResp(b []byte) (*ps.PullResponse, error) {

@@ -47,6 +47,9 @@ func TestLargePushPull(t *testing.T) {
 				if _, err := c.Push(ctx, &ps.PushRequest{ClientID: "t", Seq: 1, Parts: []ps.PushPart{{Key: key, Grad: grad}}}); err != nil {
 					t.Fatalf("push: %v", err)
 				}
+				if cc := c.(*conn); !cc.fab.zeroCopy() || cc.fab.zeroCopyWrites.Load() != 1 || s.fab.zeroCopyWrites.Load() != 0 {
+					t.Errorf("zero-copy push: supported %v, client writes %d, server writes %d", cc.fab.zeroCopy(), cc.fab.zeroCopyWrites.Load(), s.fab.zeroCopyWrites.Load())
+				}
 				for round := 0; round < 2; round++ { // the second pull reserves the learnt size
 					resp, err := c.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: key}}})
 					if err != nil {
@@ -61,6 +64,9 @@ func TestLargePushPull(t *testing.T) {
 							t.Fatalf("value %d = %v, want %v", i, v, grad[i])
 						}
 					}
+				}
+				if got := s.fab.zeroCopyWrites.Load(); got != 2 {
+					t.Errorf("server sent %d pull responses from Go memory, want 2", got)
 				}
 			})
 		}

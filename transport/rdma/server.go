@@ -542,6 +542,7 @@ func (s *Server) handle(c *serverClient, page int) {
 	buf = buf[:room]
 	var kind uint32
 	var body int
+	var g gap
 	if err != nil {
 		s.log.Warn("rdma: torn or corrupt request frame", "client", c.idx, "err", err)
 		kind, body = respTorn, 0
@@ -553,9 +554,9 @@ func (s *Server) handle(c *serverClient, page int) {
 		c.mu.Lock()
 		c.cancels[page] = cancel
 		c.mu.Unlock()
-		kind, body = s.serve(ctx, h, buf)
+		kind, body, g = s.serve(ctx, h, buf)
 		if s.ctx.Err() != nil {
-			kind, body = respErr, encodeErr(buf[headerSize:], ps.CodeUnavailable, "rdma: server closing")
+			kind, body, g = respErr, encodeErr(buf[headerSize:], ps.CodeUnavailable, "rdma: server closing"), gap{}
 		}
 		c.mu.Lock()
 		delete(c.cancels, page)
@@ -569,12 +570,17 @@ func (s *Server) handle(c *serverClient, page int) {
 	if c.dead.Load() || !c.ops.add() {
 		return
 	}
-	err = s.fab.writedata(s.ctx, c.area, off, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, func(comp completion) {
+	onWritten := func(comp completion) {
 		c.ops.done()
 		if comp.err != nil {
 			s.drop(c, "response write failed: "+comp.err.Error())
 		}
-	})
+	}
+	if g.data != nil {
+		err = s.fab.writedataGo(s.ctx, c.area, off, headerSize+g.off, g.data, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
+	} else {
+		err = s.fab.writedata(s.ctx, c.area, off, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
+	}
 	if err != nil {
 		c.ops.done()
 		if s.ctx.Err() == nil {
@@ -585,20 +591,20 @@ func (s *Server) handle(c *serverClient, page int) {
 
 // serve decodes the request in buf, calls the service and encodes the
 // response body into buf, returning its kind and length.
-func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int) {
+func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int, gap) {
 	in := buf[headerSize : headerSize+h.body]
 	out := buf[headerSize:]
-	fail := func(err error) (uint32, int) {
+	fail := func(err error) (uint32, int, gap) {
 		code, msg := ps.CodeOf(err), err.Error()
 		if frameLen(errSize(code, msg)) > len(buf) {
 			msg = msg[:max(0, len(buf)-headerSize-trailerSize-8-len(code)-8)]
 		}
-		return respErr, encodeErr(out, code, msg)
+		return respErr, encodeErr(out, code, msg), gap{}
 	}
-	need := func(n int) (uint32, int) {
+	need := func(n int) (uint32, int, gap) {
 		w := writer{b: out}
 		w.u64(uint64(roundPage(frameLen(n))))
-		return respNeed, w.n
+		return respNeed, w.n, gap{}
 	}
 	switch h.kind {
 	case frameCreate:
@@ -613,7 +619,7 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		if frameLen(versionsSize(resp.Versions)) > len(buf) {
 			return need(versionsSize(resp.Versions))
 		}
-		return respOK, encodeVersions(out, resp.Versions)
+		return respOK, encodeVersions(out, resp.Versions), gap{}
 	case framePull:
 		req, err := decodePull(in)
 		if err != nil {
@@ -626,12 +632,17 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		if n := pullRespSize(resp); frameLen(n) > len(buf) {
 			return need(n)
 		}
-		return respOK, encodePullResp(out, resp)
+		skip := -1
+		if s.fab.zeroCopy() {
+			skip = pickGap(len(resp.Parts), func(i int) int { return 4 * len(resp.Parts[i].Values) })
+		}
+		n, g := encodePullRespGap(out, resp, skip)
+		return respOK, n, g
 	case frameProbe:
 		if h.body != 0 {
 			return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: probe with a body"))
 		}
-		return respOK, 0
+		return respOK, 0, gap{}
 	case framePush:
 		req, err := decodePush(in)
 		if err != nil {
@@ -644,7 +655,7 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		if frameLen(versionsSize(resp.Versions)) > len(buf) {
 			return need(versionsSize(resp.Versions))
 		}
-		return respOK, encodeVersions(out, resp.Versions)
+		return respOK, encodeVersions(out, resp.Versions), gap{}
 	}
 	return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: unknown request kind %d", h.kind))
 }
