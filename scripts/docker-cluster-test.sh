@@ -10,7 +10,8 @@
 #   scripts/docker-cluster-test.sh
 #
 # Environment: TARGET (0.93), EPOCHS (3), BATCH (64 per trainer),
-# FAULTS (1; 0 trains without faults), CUT_SECONDS (20), SKIP_BUILD (0;
+# FAULTS (all: kill, then cut; kill or cut: that one only; none: no
+# faults), CUT_SECONDS (20), SKIP_BUILD (0;
 # 1 reuses the image), FLOWPS_IMAGE (flowps:dev), FLOWPS_NET (172.30.70,
 # the /24 of the private network), LOGDIR (where container logs are kept;
 # default a fresh temporary directory), TIMEOUT (240 s for the training).
@@ -22,7 +23,14 @@ cd "$(dirname "$0")/.."
 TARGET=${TARGET:-0.93}
 export EPOCHS=${EPOCHS:-3} BATCH=${BATCH:-64}
 export FLOWPS_IMAGE=${FLOWPS_IMAGE:-flowps:dev} FLOWPS_NET=${FLOWPS_NET:-172.30.70}
-FAULTS=${FAULTS:-1}
+FAULTS=${FAULTS:-all}
+case $FAULTS in
+  all | 1) do_kill=1 do_cut=1 ;;
+  kill) do_kill=1 do_cut=0 ;;
+  cut) do_kill=0 do_cut=1 ;;
+  none | 0) do_kill=0 do_cut=0 ;;
+  *) echo "docker-cluster-test: FAULTS=$FAULTS: want all, kill, cut or none" >&2; exit 2 ;;
+esac
 CUT_SECONDS=${CUT_SECONDS:-20}
 TIMEOUT=${TIMEOUT:-240}
 KILL=psd-1 # killed for good
@@ -150,15 +158,19 @@ remember_cids trainer-0 trainer-1
 wait_for 90 "training starts (a partition past version 20)" version_above 20
 log "training started: version $(max_version)"
 
-if [ "$FAULTS" = 1 ]; then
+live=3 # psd alive at the end
+if [ $do_kill = 1 ]; then
   log "killing $KILL"
   docker kill "$(cid $KILL)" >/dev/null
+  live=2
   wait_for 30 "psd-0 drops the killed $KILL from its view" sees 2 "${ip[psd-0]}"
   v=$(max_version)
-  log "psd-0 and $CUT see 2 psd; waiting for training to go on past version $((v + 20))"
+  log "psd-0 sees 2 psd; waiting for training to go on past version $((v + 20))"
   wait_for 60 "training resumes after $KILL was killed (past version $((v + 20)))" version_above $((v + 20))
+  log "training resumed: version $(max_version)"
+fi
+if [ $do_cut = 1 ]; then
   trainers_running || log "note: the trainers finished before the network cut; raise EPOCHS to overlap it"
-
   log "disconnecting $CUT from $NET for $CUT_SECONDS s"
   cut_off=$(cid $CUT)
   docker network disconnect "$NET" "$cut_off"
@@ -166,8 +178,8 @@ if [ "$FAULTS" = 1 ]; then
   docker network connect --ip "${ip[$CUT]}" "$NET" "$cut_off"
   cut_off=""
   log "reconnected $CUT at ${ip[$CUT]}; version $(max_version)"
-  wait_for 60 "the reconnected $CUT is back in psd-0's view" sees 2 "${ip[psd-0]}"
-  wait_for 60 "$CUT sees psd-0 again" sees 2 "${ip[$CUT]}"
+  wait_for 60 "the reconnected $CUT is back in psd-0's view" sees $live "${ip[psd-0]}"
+  wait_for 60 "$CUT sees psd-0 again" sees $live "${ip[$CUT]}"
   log "$CUT is back in the cluster"
 fi
 
@@ -198,4 +210,7 @@ for s in trainer-0 trainer-1; do
   fi
 done
 [ $status = 0 ] || fail "training did not complete at the target accuracy"
-log "PASS (faults: $([ "$FAULTS" = 1 ] && echo "killed $KILL, cut $CUT for $CUT_SECONDS s" || echo none))"
+faults=()
+[ $do_kill = 1 ] && faults+=("killed $KILL")
+[ $do_cut = 1 ] && faults+=("cut $CUT off for $CUT_SECONDS s")
+log "PASS (faults: ${faults[*]:-none})"
