@@ -16,6 +16,7 @@ type TopK struct {
 	ratio    float64
 	residual []float32
 	mags     []float32
+	scratch  []float32
 	idx      []int32
 	vals     []float32
 }
@@ -90,16 +91,19 @@ func (t *TopK) Compress(grad []float32) (idx []int32, vals []float32, err error)
 	}
 	// thr is the k-th largest magnitude: entries above it are all sent,
 	// entries equal to it fill the remaining places in index order.
-	thr := kthLargest(m, k)
+	thr, ok := t.sampledThreshold(m, k)
+	if !ok {
+		thr = kthLargest(t.scratchCopy(m), k)
+	}
 	above := 0
-	for _, v := range r {
-		if magnitude(v) > thr {
+	for _, a := range m {
+		if a > thr {
 			above++
 		}
 	}
 	ties := k - above
 	for i, v := range r {
-		a := magnitude(v)
+		a := m[i]
 		if a > thr || (a == thr && ties > 0) {
 			if a == thr {
 				ties--
@@ -110,6 +114,59 @@ func (t *TopK) Compress(grad []float32) (idx []int32, vals []float32, err error)
 		}
 	}
 	return t.idx, t.vals, nil
+}
+
+// sampleSize is how many magnitudes sampledThreshold looks at first.
+const sampleSize = 2048
+
+// sampledThreshold finds the k-th largest of m without a selection over
+// all of it: a threshold from an evenly spaced sample (set a little low,
+// so that it very probably admits at least k entries), then an exact
+// selection among the few entries at or above it. It reports false when
+// the sample's guess admits fewer than k or too many entries; the caller
+// then selects over everything.
+func (t *TopK) sampledThreshold(m []float32, k int) (float32, bool) {
+	n := len(m)
+	if n < 8*sampleSize || k > n/8 {
+		return 0, false
+	}
+	stride := n / sampleSize
+	if cap(t.scratch) < sampleSize {
+		t.scratch = make([]float32, sampleSize, max(sampleSize, 4*k))
+	}
+	sample := t.scratch[:sampleSize]
+	for i := range sample {
+		sample[i] = m[i*stride]
+	}
+	// Expected rank of the k-th largest in the sample, with margin.
+	want := float64(k) * sampleSize / float64(n)
+	rank := min(sampleSize, int(want+3*math.Sqrt(want)+8))
+	guess := kthLargest(sample, rank)
+	limit := 4*k + 64
+	cand := t.scratch[:0]
+	for _, a := range m {
+		if a >= guess {
+			if len(cand) == limit {
+				return 0, false
+			}
+			cand = append(cand, a)
+		}
+	}
+	t.scratch = cand[:0]
+	if len(cand) < k {
+		return 0, false
+	}
+	return kthLargest(cand, k), true
+}
+
+// scratchCopy copies m into the TopK's scratch buffer.
+func (t *TopK) scratchCopy(m []float32) []float32 {
+	if cap(t.scratch) < len(m) {
+		t.scratch = make([]float32, len(m))
+	}
+	s := t.scratch[:len(m)]
+	copy(s, m)
+	return s
 }
 
 // magnitude is |v| with NaN as +Inf, so that NaN orders as the largest.

@@ -247,3 +247,61 @@ func BenchmarkTopK1Percent(b *testing.B) {
 		}
 	}
 }
+
+// On large tensors Compress takes the sampled path; it must select exactly
+// what a full sort selects, for smooth, heavy-tailed, tied and
+// adversarially ordered data.
+func TestTopKLargeMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const n = 100000
+	gens := map[string]func(i int) float32{
+		"normal":  func(int) float32 { return float32(rng.NormFloat64()) },
+		"cauchy":  func(int) float32 { return float32(rng.NormFloat64() / rng.NormFloat64()) },
+		"ties":    func(int) float32 { return float32(rng.IntN(5)) },
+		"sorted":  func(i int) float32 { return float32(i) },
+		"strided": func(i int) float32 { return float32(i % 48) }, // the sample sees one value class
+		"zeros":   func(i int) float32 { return 0 },
+	}
+	for name, gen := range gens {
+		for _, ratio := range []float64{0.001, 0.01, 0.1} {
+			g := make([]float32, n)
+			for i := range g {
+				g[i] = gen(i)
+			}
+			tk, _ := NewTopK(ratio)
+			idx, vals, err := tk.Compress(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := tk.K(n)
+			order := make([]int, n)
+			for i := range order {
+				order[i] = i
+			}
+			// Reference: by magnitude descending, ties by index ascending.
+			slices.SortStableFunc(order, func(a, b int) int {
+				ma, mb := magnitude(g[a]), magnitude(g[b])
+				switch {
+				case ma > mb:
+					return -1
+				case ma < mb:
+					return 1
+				}
+				return 0
+			})
+			want := make([]int32, k)
+			for i := range want {
+				want[i] = int32(order[i])
+			}
+			slices.Sort(want)
+			if !slices.Equal(idx, want) {
+				t.Fatalf("%s ratio %v: selection differs from sort (%d vs %d entries)", name, ratio, len(idx), len(want))
+			}
+			for j, i := range idx {
+				if vals[j] != g[i] {
+					t.Fatalf("%s: value mismatch at %d", name, i)
+				}
+			}
+		}
+	}
+}
