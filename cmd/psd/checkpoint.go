@@ -71,7 +71,7 @@ const (
 	checkpointTimeout = 2 * time.Minute
 	// checkpointAttempts is how often a coordinator retries a checkpoint
 	// whose sync variables were caught between two steps.
-	checkpointAttempts = 5
+	checkpointAttempts = 10
 	// restoreWindow is how long after start a psd still loads newly placed
 	// partitions from the checkpoint (as long as it accepted no push).
 	restoreWindow = 10 * time.Minute
