@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,6 +280,22 @@ func TestJoinMigratesWithoutLoss(t *testing.T) {
 	if share == 0 {
 		t.Fatalf("placement gives %s none of %d counters; use more counters", newNode.ID, len(names))
 	}
+	// Copies placement moved away from the old nodes are dropped.
+	clustertest.WaitFor(t, 20*time.Second, "every node to host exactly its placement share", func() error {
+		for _, n := range c.Nodes {
+			st, err := n.Status()
+			if err != nil {
+				return err
+			}
+			for _, p := range st.Partitions {
+				owners := sharding.Place(ps.PartKey{Var: p.Key.Var, Index: p.Key.Index}.String(), view, 2)
+				if !slices.ContainsFunc(owners, func(m sharding.Member) bool { return m.ID == n.ID }) {
+					return fmt.Errorf("%s still hosts %s/%d", n.ID, p.Key.Var, p.Key.Index)
+				}
+			}
+		}
+		return nil
+	})
 	waitCopies(t, c, names, 2, 20*time.Second)
 	t.Logf("%s joined and hosts its %d partitions; %v from start to checked", newNode.ID, share, time.Since(joined).Round(time.Millisecond))
 }

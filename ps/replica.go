@@ -105,8 +105,11 @@ type FetchRequest struct {
 
 // FetchResponse describes the host's copy.
 type FetchResponse struct {
-	Hosted   bool
-	Active   bool
+	Hosted bool
+	Active bool
+	// Synced is set when the host is the active primary and every replica
+	// in its view confirmed its current term: other copies may go.
+	Synced   bool
 	Fenced   bool
 	Promised Term
 	Term     Term
@@ -196,7 +199,7 @@ type ReplicationStats struct {
 	Handoffs      uint64 // states handed over when leaving
 	OpsSent       uint64 // ops forwarded to replicas
 	OpsApplied    uint64 // ops applied as a replica
-	Dropped       uint64 // partitions dropped after placement moved them away
+	Dropped       uint64 // copies dropped after placement moved them away
 	QuorumRejects uint64 // requests refused for lack of a quorum
 }
 
@@ -762,6 +765,15 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 		}
 	}
 	resp.Active, resp.Promised, resp.Term, resp.LSN = p.active, p.promised, p.term, p.lsn
+	if p.active {
+		resp.Synced = true
+		owners := r.owners(r.currentView(), p.key)
+		for _, m := range owners[min(1, len(owners)):] {
+			if p.synced[m.Addr] != p.term {
+				resp.Synced = false
+			}
+		}
+	}
 	if req.WantState && resp.Fenced {
 		resp.State = p.snapshotLocked()
 	}

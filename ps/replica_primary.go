@@ -137,6 +137,7 @@ func (r *replication) sendOps(ctx context.Context, m sharding.Member, ops []Repl
 			}
 		}
 		if len(again) == 0 {
+			r.markSynced(ops, m.Addr)
 			return nil
 		}
 		if round == 3 {
@@ -148,6 +149,24 @@ func (r *replication) sendOps(ctx context.Context, m sharding.Member, ops []Repl
 			}
 		}
 		ops = again
+	}
+}
+
+// markSynced records that replica addr applied every op of ops' terms.
+func (r *replication) markSynced(ops []ReplicateOp, addr string) {
+	for _, op := range ops {
+		p := r.s.part(op.Key)
+		if p == nil {
+			continue
+		}
+		p.mu.Lock()
+		if p.active && p.term == op.Term {
+			if p.synced == nil {
+				p.synced = map[string]Term{}
+			}
+			p.synced[addr] = op.Term
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -348,6 +367,38 @@ func (r *replication) reconcilePart(ctx context.Context, view sharding.View, p *
 	if !fr.Active {
 		return Errorf(ErrNotOwner, "%s: new primary %s not active yet", p.key, owners[0].ID)
 	}
+	for _, o := range owners {
+		if o.ID == s.cfg.ID {
+			return nil // a replica: the primary keeps it in sync
+		}
+	}
+	// Placement moved this copy away. Drop it once the primary holds
+	// everything it holds and the primary's replicas are in sync, so no
+	// acknowledged update depends on it.
+	if !fr.Synced {
+		return Errorf(ErrNotOwner, "%s: primary %s not yet in sync with its replicas", p.key, owners[0].ID)
+	}
+	p.mu.Lock()
+	stale := !p.active && !newer(p.term, p.lsn, fr.Term, fr.LSN)
+	p.mu.Unlock()
+	if !stale {
+		return Errorf(ErrNotOwner, "%s: this copy is newer than primary %s's", p.key, owners[0].ID)
+	}
+	s.mu.Lock()
+	if s.parts[p.key] == p {
+		delete(s.parts, p.key)
+	}
+	s.mu.Unlock()
+	p.mu.Lock()
+	promised := p.promised
+	p.mu.Unlock()
+	r.mu.Lock()
+	if r.promises[p.key].Less(promised) {
+		r.promises[p.key] = promised
+	}
+	r.st.Dropped++
+	r.mu.Unlock()
+	s.log.Info("dropped moved copy", "key", p.key.String(), "primary", owners[0].ID)
 	return nil
 }
 

@@ -496,14 +496,21 @@ func TestJoinMigratesPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitReplicated(keys)
-	hosted := 0
-	for _, st := range c.servers["ps-3"].Status() {
-		_ = st
-		hosted++
-	}
-	if hosted < mine {
+	if hosted := len(c.servers["ps-3"].Status()); hosted != mine {
 		t.Errorf("new server hosts %d partitions, placement gives it %d", hosted, mine)
 	}
+	// Copies placement moved away are dropped once their primary and its
+	// replicas are in sync.
+	waitFor(t, 10*time.Second, "moved copies dropped", func() error {
+		for id, s := range c.servers {
+			for _, st := range s.Status() {
+				if !slices.ContainsFunc(c.owners(st.Key), func(m sharding.Member) bool { return m.ID == id }) {
+					return fmt.Errorf("%s still hosts %s", id, st.Key)
+				}
+			}
+		}
+		return nil
+	})
 	checkCounters(ctx, t, clients[0], names, acked)
 }
 

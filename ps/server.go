@@ -166,6 +166,9 @@ type partition struct {
 	baseLSN  uint64
 	pending  map[uint64]*ReplicateOp
 	wake     chan struct{}
+	// synced records, per replica address, the last term for which the
+	// replica confirmed every op sent to it (primary side).
+	synced map[string]Term
 }
 
 var _ Service = (*Server)(nil)
