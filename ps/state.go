@@ -138,8 +138,13 @@ func (s *Server) SnapshotAll() ([]*PartitionState, error) {
 // Restore hosts the partition st describes, replacing any hosted copy of
 // it. st is validated first (ErrInvalidArgument, ErrShapeMismatch) and
 // copied: the caller may reuse it. Restore does not check ownership and
-// does not make this server the partition's active primary; with
-// replication the server takes over as usual when placement says so.
+// does not make this server the partition's active primary: a replaced
+// copy that was active is deactivated, and with replication the server
+// takes over (and re-syncs the replicas under a new term) at the next
+// request or view change when placement says it leads the partition.
+// With replication, a takeover adopts the most recent copy by (Term, LSN)
+// among the members, so restore checkpoints into empty servers (at start),
+// not into a cluster that already serves the variable.
 func (s *Server) Restore(st *PartitionState) error {
 	p, err := partitionFromState(st)
 	if err != nil {
@@ -153,6 +158,7 @@ func (s *Server) Restore(st *PartitionState) error {
 	if old, ok := s.parts[p.key]; ok {
 		old.mu.Lock()
 		old.installLocked(p)
+		old.active = false
 		old.mu.Unlock()
 		return nil
 	}

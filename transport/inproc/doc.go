@@ -30,5 +30,11 @@
 // calls fail with ps.ErrClosed. Addresses are arbitrary strings. Dial is
 // lazy: it succeeds even if nothing serves the address yet.
 //
+// A dialed Service also implements ps.Replicator (Replicate, Fetch,
+// Install), forwarding to a served ps.Server with replication on, so
+// replicated clusters, failover and network partitions run in one process;
+// fault hooks see those calls as MethodReplicate, MethodFetch and
+// MethodInstall. Partition states cross by their binary encoding.
+//
 // inproc passes the transporttest conformance suite.
 package inproc
