@@ -5,6 +5,7 @@ package rdma
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,16 @@ func (s *sinkService) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRe
 
 func (s *sinkService) Close() error { return nil }
 
+// cpuTime is the CPU time this process (client and server) has used: on a
+// shared, loaded machine a steadier measure than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkTransport pushes and pulls one tensor of each size over each
 // provider; MB/s counts tensor bytes.
 func BenchmarkTransport(b *testing.B) {
@@ -62,19 +73,23 @@ func BenchmarkTransport(b *testing.B) {
 			name := fmt.Sprintf("%s/%dKiB", prov, size>>10)
 			b.Run("push/"+name, func(b *testing.B) {
 				b.SetBytes(int64(size))
+				cpu := cpuTime()
 				for i := 0; i < b.N; i++ {
 					if _, err := c.Push(ctx, &ps.PushRequest{ClientID: "b", Seq: uint64(i), Parts: []ps.PushPart{{Key: key, Grad: grad}}}); err != nil {
 						b.Fatal(err)
 					}
 				}
+				b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 			})
 			b.Run("pull/"+name, func(b *testing.B) {
 				b.SetBytes(int64(size))
+				cpu := cpuTime()
 				for i := 0; i < b.N; i++ {
 					if _, err := c.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: key}}}); err != nil {
 						b.Fatal(err)
 					}
 				}
+				b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 			})
 			c.Close()
 			s.Close()

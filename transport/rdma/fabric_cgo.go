@@ -197,26 +197,32 @@ func (f *fabric) start() {
 	go f.progress()
 }
 
-// Polling. While operations are in flight, or the owner expects an
-// arrival (busy), or within spinWindow of the last event, the progress
-// goroutine polls, yielding to other goroutines between polls: providers
-// move large transfers in many steps (shm's segmented copies, rxm's
-// rendezvous), each needing a progress call. Otherwise it blocks in the
-// provider when the completion queue has a wait fd (tcp, verbs), or sleeps
-// between polls, backing off to maxIdleSleep (shm, whose waits would spin).
+// Polling. After an event, and while operations are in flight or the owner
+// awaits an arrival (hot), the progress goroutine polls: providers move
+// large transfers in steps (rxm's rendezvous, shm's segmented copies), each
+// needing a progress call. It spins (yielding to other goroutines) for
+// spinPolls polls, then sleeps between polls, backing off to maxHotSleep
+// while hot; when cold it blocks in the provider if the completion queue
+// has a wait fd (tcp, verbs), else sleeps, backing off to maxIdleSleep
+// (shm, whose waits would spin). Spinning is bounded because on a loaded
+// machine a spinning poller takes the CPU from the very goroutines (and
+// peer processes) whose work it waits for.
 const (
-	spinWindow   = 200 * time.Microsecond
-	minIdleSleep = 20 * time.Microsecond
+	spinPolls    = 64
+	minSleep     = 10 * time.Microsecond
+	maxHotSleep  = 200 * time.Microsecond
 	maxIdleSleep = time.Millisecond
+	hotWindow    = time.Millisecond
 )
 
 func (f *fabric) progress() {
 	defer close(f.done)
 	var comps [16]C.fps_comp
 	last := time.Now()
-	sleep := minIdleSleep
+	empty := 0 // polls since the last event
+	sleep := minSleep
 	for !f.stop.Load() {
-		hot := f.active.Load() > 0 || (f.busy != nil && f.busy()) || time.Since(last) < spinWindow
+		hot := f.active.Load() > 0 || (f.busy != nil && f.busy()) || time.Since(last) < hotWindow
 		timeout := 0
 		if f.info.cqWait && !hot {
 			timeout = progressTimeout
@@ -227,16 +233,23 @@ func (f *fabric) progress() {
 			n = 0
 		}
 		if n == 0 {
+			empty++
 			switch {
-			case hot:
+			case timeout > 0:
+				// blocked in the provider already
+			case empty < spinPolls:
 				runtime.Gosched()
+			case hot:
+				time.Sleep(sleep)
+				sleep = min(2*sleep, maxHotSleep)
 			case !f.info.cqWait:
 				time.Sleep(sleep)
 				sleep = min(2*sleep, maxIdleSleep)
 			}
 			continue
 		}
-		sleep = minIdleSleep
+		empty = 0
+		sleep = minSleep
 		last = time.Now()
 		for i := 0; i < n; i++ {
 			c := comps[i]
