@@ -163,7 +163,7 @@ func TestStopTimeoutCutsBlockedCalls(t *testing.T) {
 	<-entered
 	start := time.Now()
 	stop()
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("Stop took %v with a 50ms timeout", d)
 	}
 	if err := <-errc; !errors.Is(err, ps.ErrUnavailable) {
