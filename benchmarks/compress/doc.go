@@ -11,11 +11,13 @@
 //     bf16+zstd;
 //   - topk1%, topk10%: top-k sparsification with error feedback
 //     (ps/wire.TopK, residual kept on the trainer), sent as
-//     wire.EncodeSparse.
+//     wire.EncodeSparse;
+//   - toprows1%, toprows10%: top-k by rows (ps/wire.TopKRows), the form of
+//     a ps sparse push.
 //
 // Usage:
 //
-//	go run ./benchmarks/compress                      # MNIST, 3 epochs, ~3-4 minutes on 2 cores
+//	go run ./benchmarks/compress                      # MNIST, 3 epochs, ~5-6 minutes on 2 busy cores
 //	go run ./benchmarks/compress --seeds 1,2,3 --json out.jsonl
 //	go run ./benchmarks/compress --data synthetic --epochs 1   # quick
 //
