@@ -345,6 +345,17 @@ func TestReReplicationOf100MBShard(t *testing.T) {
 		}
 		return out, nil
 	}
+	before, err := c.Nodes[1].Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostBytes := int64(0)
+	for _, p := range before.Partitions {
+		if p.Key.Var == "shard" {
+			r := spec.Partitions()[p.Key.Index]
+			lostBytes += 4 * r.Len() * cols
+		}
+	}
 	c.Nodes[1].Kill()
 	killed := time.Now()
 	c.WaitMembers(2, 10*time.Second)
@@ -361,8 +372,8 @@ func TestReReplicationOf100MBShard(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("re-replication of a 100 MB shard: r = 2 restored %v after SIGKILL (%v after the survivors dropped the node)",
-		time.Since(killed).Round(time.Millisecond), time.Since(detected).Round(time.Millisecond))
+	t.Logf("re-replication of a 100 MB shard: the killed psd held %d MB of it; r = 2 restored %v after SIGKILL (%v after the survivors dropped the node)",
+		lostBytes>>20, time.Since(killed).Round(time.Millisecond), time.Since(detected).Round(time.Millisecond))
 	got := make([]float32, rows*cols)
 	if _, err := cl.Pull(ctx, "shard", got, 0); err != nil {
 		t.Fatal(err)

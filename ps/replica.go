@@ -349,6 +349,25 @@ func (r *replication) quorumLocked() bool {
 	return 2*n > len(r.stable)
 }
 
+// stableInView reports whether every member of the stable membership is in
+// the view, so that no copy of a partition can be hidden behind a network
+// partition or a not yet detected crash.
+func (r *replication) stableInView() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cfg.StableAfter < 0 {
+		return true
+	}
+	r.promoteStableLocked(time.Now())
+	in := psSet(r.view)
+	for id := range r.stable {
+		if !in[id] {
+			return false
+		}
+	}
+	return true
+}
+
 // writable checks that this server may serve requests now.
 func (r *replication) writable(op string, key PartKey) error {
 	r.mu.Lock()
@@ -611,6 +630,9 @@ func (r *replication) doTakeover(ctx context.Context, key PartKey, spec *Variabl
 		s.mu.Unlock()
 		s.log.Info("adopted partition", "key", key.String(), "from", others[best].ID, "term", fr.State.Term.String(), "lsn", fr.State.LSN)
 	case local == nil:
+		if spec != nil && !r.stableInView() {
+			return Errorf(ErrUnavailable, "takeover %s: no reachable member hosts it and members of the stable membership are missing; not creating a fresh copy that could shadow theirs", key)
+		}
 		if spec == nil {
 			r.mu.Lock()
 			r.absent[key] = view.Epoch

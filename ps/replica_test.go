@@ -548,3 +548,22 @@ func TestDrainHandsOverWithOneCopy(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFreshCopyWhileStableMembersAreMissing: while a member of the stable
+// membership is missing from the view (crashed but not yet replaced as
+// stable, or behind a partition), a Create that finds no copy of a
+// partition refuses to make a fresh one, which could shadow the missing
+// member's copy.
+func TestNoFreshCopyWhileStableMembersAreMissing(t *testing.T) {
+	c := newRCluster(t, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.kill("ps-2")
+	spec := counterSpec("fresh")
+	key := ps.PartKey{Var: "fresh"}
+	primary := c.servers[c.owners(key)[0].ID]
+	_, err := primary.Create(ctx, &ps.CreateRequest{Spec: spec, Parts: []int{0}})
+	if !errors.Is(err, ps.ErrUnavailable) {
+		t.Fatalf("create with a stable member missing: %v, want ErrUnavailable", err)
+	}
+}
