@@ -222,7 +222,22 @@ type replication struct {
 	takeovers map[PartKey]*flight
 	installs  map[[2]string]*flight // (key, peer addr)
 	reconcile context.CancelFunc
+	stopped   bool // set by close: no new goroutines
 	st        ReplicationStats
+}
+
+// goLocked starts fn as a goroutine owned by r (close waits for it);
+// r.mu must be held. It reports false, starting nothing, after close.
+func (r *replication) goLocked(fn func()) bool {
+	if r.stopped {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // flight is one in-progress single-flight call.
@@ -244,6 +259,9 @@ func newReplication(s *Server, cfg ReplicationConfig) *replication {
 }
 
 func (r *replication) close() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 	r.mu.Lock()
@@ -308,11 +326,9 @@ func (s *Server) SetView(v sharding.View) {
 			p.mu.Unlock()
 		}
 	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.reconcileLoop(ctx, view)
-	}()
+	r.mu.Lock()
+	r.goLocked(func() { r.reconcileLoop(ctx, view) })
+	r.mu.Unlock()
 }
 
 func psSet(v sharding.View) map[string]bool {
@@ -517,10 +533,7 @@ func (r *replication) takeover(ctx context.Context, key PartKey, spec *VariableS
 	f, ok := r.takeovers[key]
 	if !ok {
 		f = &flight{done: make(chan struct{})}
-		r.takeovers[key] = f
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
+		started := r.goLocked(func() {
 			tctx, cancel := context.WithTimeout(r.ctx, 3*r.cfg.Timeout)
 			f.err = r.doTakeover(tctx, key, spec)
 			cancel()
@@ -528,7 +541,13 @@ func (r *replication) takeover(ctx context.Context, key PartKey, spec *VariableS
 			delete(r.takeovers, key)
 			r.mu.Unlock()
 			close(f.done)
-		}()
+		})
+		if started {
+			r.takeovers[key] = f
+		} else {
+			f.err = fmt.Errorf("takeover %s on %s: %w", key, r.s.cfg.ID, ErrClosed)
+			close(f.done)
+		}
 	}
 	r.mu.Unlock()
 	select {
@@ -750,15 +769,15 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 	if req.Nudge {
 		view := r.currentView()
 		if o := r.owners(view, req.Key); len(o) > 0 && o[0].ID == s.cfg.ID {
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
+			r.mu.Lock()
+			r.goLocked(func() {
 				tctx, cancel := context.WithTimeout(r.ctx, 3*r.cfg.Timeout)
 				defer cancel()
 				if _, err := r.activePart(tctx, "nudge", req.Key, nil); err != nil {
 					s.log.Debug("takeover after nudge", "key", req.Key.String(), "from", req.From, "err", err)
 				}
-			}()
+			})
+			r.mu.Unlock()
 		}
 	}
 	p := s.part(req.Key)

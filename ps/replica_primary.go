@@ -207,10 +207,7 @@ func (r *replication) ensureReplica(ctx context.Context, key PartKey, m sharding
 	f, ok := r.installs[fk]
 	if !ok {
 		f = &flight{done: make(chan struct{})}
-		r.installs[fk] = f
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
+		started := r.goLocked(func() {
 			ictx, cancel := context.WithTimeout(r.ctx, 6*r.cfg.Timeout)
 			f.err = r.doInstall(ictx, key, m)
 			cancel()
@@ -218,7 +215,13 @@ func (r *replication) ensureReplica(ctx context.Context, key PartKey, m sharding
 			delete(r.installs, fk)
 			r.mu.Unlock()
 			close(f.done)
-		}()
+		})
+		if started {
+			r.installs[fk] = f
+		} else {
+			f.err = fmt.Errorf("install %s to %s: %w", key, m.ID, ErrClosed)
+			close(f.done)
+		}
 	}
 	r.mu.Unlock()
 	select {
