@@ -31,7 +31,7 @@
 //
 //	tk, err := wire.NewTopK(0.01)
 //	idx, vals, err := tk.Compress(grad)      // sorted indices, their values
-//	msg := wire.EncodeSparse(nil, idx, vals) // delta-varint indices + float32s
+//	msg, err := wire.EncodeSparse(nil, idx, vals) // delta-varint indices + float32s
 //	// receiver:
 //	idx, vals, err = wire.DecodeSparse(msg, n)
 //	err = wire.ScatterAdd(dense, idx, vals)
