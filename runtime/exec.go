@@ -37,6 +37,14 @@ type runState struct {
 
 	byOp map[string]time.Duration // kernel time per op type (RunArgs.Profile)
 
+	// argmax[i] is, for a MaxPool node i whose gradient the plan computes,
+	// the input index of each output's maximum, written by its kernel in
+	// the run numbered argGen[i]; MaxPoolGrad reads it instead of
+	// searching the windows again. gen numbers the runs of this state.
+	argmax [][]int32
+	argGen []uint64
+	gen    uint64
+
 	start, busyFrom, lastKernel time.Time
 	busy                        time.Duration
 	st                          Stats
@@ -44,11 +52,14 @@ type runState struct {
 
 func newRunState(s *Session, p *plan) *runState {
 	n := len(p.nodes)
-	r := &runState{s: s, p: p, vals: make([]Tensor, n), owner: make([]int32, n), refs: make([]int32, n), pending: make([]int32, n)}
+	r := &runState{s: s, p: p, vals: make([]Tensor, n), owner: make([]int32, n), refs: make([]int32, n), pending: make([]int32, n),
+		argmax: make([][]int32, n), argGen: make([]uint64, n)}
 	r.cond.L = &r.mu
 	w := min(max(1, s.cfg.Workers), max(1, p.stats.Parallel))
 	for range w {
-		r.kcs = append(r.kcs, newKctx(s.pool, 0, false))
+		k := newKctx(s.pool, 0, false)
+		k.r = r
+		r.kcs = append(r.kcs, k)
 	}
 	return r
 }
@@ -74,6 +85,7 @@ func (r *runState) reset(ctx context.Context, args RunArgs, start time.Time) {
 	r.ctx, r.step, r.training = ctx, args.Step, args.Training
 	r.start, r.busy, r.lastKernel = start, 0, start
 	r.st = Stats{Runs: 1}
+	r.gen++
 	r.byOp = nil
 	if args.Profile {
 		r.byOp = map[string]time.Duration{}
@@ -237,6 +249,7 @@ func (r *runState) exec(k *kctx, i int) error {
 		return nil
 	}
 	k.pooled = false
+	k.node = i
 	out := &r.vals[i]
 	if err := runKernel(k, n, k.ins, out); err != nil {
 		return err
@@ -432,7 +445,9 @@ type kctx struct {
 	pool     *pool
 	step     int64
 	training bool
-	pooled   bool // the output buffer came from the pool
+	pooled   bool      // the output buffer came from the pool
+	r        *runState // the run a worker belongs to; nil for I/O and tests
+	node     int       // plan index of the node being run (with r)
 	hits     int64
 	misses   int64
 	ins      []*Tensor
@@ -440,6 +455,43 @@ type kctx struct {
 
 func newKctx(p *pool, step int64, training bool) *kctx {
 	return &kctx{pool: p, step: step, training: training}
+}
+
+// argmaxFor returns the argmax buffer of n elements for the node being
+// run, marked valid for this run, or nil when the plan computes no
+// MaxPoolGrad of it (evaluation) or the kernel runs outside a run.
+func (k *kctx) argmaxFor(n int) []int32 {
+	r := k.r
+	if r == nil {
+		return nil
+	}
+	i := k.node
+	want := false
+	for _, sc := range r.p.nodes[i].succ {
+		if g := &r.p.nodes[sc]; g.op == opMaxPoolGrad && len(g.in) == 3 && g.in[2] == i {
+			want = true
+			break
+		}
+	}
+	if !want {
+		return nil
+	}
+	if cap(r.argmax[i]) < n {
+		r.argmax[i] = make([]int32, n)
+	}
+	r.argmax[i] = r.argmax[i][:n]
+	r.argGen[i] = r.gen
+	return r.argmax[i]
+}
+
+// cachedArgmax returns the argmax the MaxPool node y recorded in this
+// run, or nil.
+func (k *kctx) cachedArgmax(y, n int) []int32 {
+	r := k.r
+	if r == nil || y < 0 || y >= len(r.argmax) || r.argGen[y] != r.gen || len(r.argmax[y]) != n {
+		return nil
+	}
+	return r.argmax[y]
 }
 
 // floats returns an output buffer of n elements (contents arbitrary).

@@ -696,6 +696,14 @@ func kBiasAddGrad(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 	}
 	o := k.alloc(out, c)
 	clear(o)
+	if c >= 8 {
+		// Row by row with the assembly axpy: the scalar loop cost ~3 ns
+		// per element on the CNN's conv gradients.
+		for i := 0; i < r; i++ {
+			axpy(1, dy.F[i*c:(i+1)*c], o)
+		}
+		return nil
+	}
 	for i := 0; i < r; i++ {
 		row := dy.F[i*c : (i+1)*c]
 		for j, v := range row {
