@@ -51,6 +51,7 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
 		}
 		defer httpLis.Close()
+		httpLis = cfg.httpListener(httpLis)
 	}
 
 	n := &node{cfg: cfg, start: time.Now()}
@@ -60,7 +61,7 @@ func run(ctx context.Context, cfg config) error {
 	// Replication is always on: with --replicas 1 it still migrates
 	// partitions on join and hands them over on leave. Peers are reached
 	// over gRPC at their advertised address.
-	peers := grpctransport.NewDialer(grpctransport.DialerConfig{})
+	peers := grpctransport.NewDialer(grpctransport.DialerConfig{TLS: cfg.PeerTLS})
 	defer peers.Close()
 	scfg.Replication = &ps.ReplicationConfig{Replicas: cfg.Replicas, Dialer: peers}
 	if n.server, err = ps.NewServer(scfg); err != nil {
@@ -75,6 +76,7 @@ func run(ctx context.Context, cfg config) error {
 		BindAddr:      cfg.Gossip,
 		AdvertiseAddr: advertiseGossip(cfg.Gossip, cfg.Advertise),
 		Profile:       cfg.Profile,
+		SecretKey:     cfg.GossipKey,
 		Logger:        log.With("component", "gossip"),
 	}
 	if n.members, err = sharding.NewMembership(mcfg); err != nil {
@@ -97,7 +99,13 @@ func run(ctx context.Context, cfg config) error {
 		log.Info("joined cluster", "contacted", joined, "members", len(n.members.Members()))
 	}
 
-	n.grpc = grpctransport.NewServer(n.server, grpctransport.ServerConfig{Logger: log.With("component", "grpc")})
+	ck, err := startCheckpoints(ctx, cfg, n.server, n.members)
+	if err != nil {
+		return err
+	}
+	defer ck.stop()
+
+	n.grpc = grpctransport.NewServer(n.server, grpctransport.ServerConfig{TLS: cfg.GRPCServerTLS, Logger: log.With("component", "grpc")})
 	if err := n.grpc.RegisterReplication(); err != nil {
 		return err
 	}
@@ -105,7 +113,7 @@ func run(ctx context.Context, cfg config) error {
 	go func() { errc <- n.grpc.Serve(lis) }()
 	var hs *http.Server
 	if httpLis != nil {
-		hs = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: ck.routes(n.httpHandler()), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http: %w", err)
