@@ -30,6 +30,7 @@ type config struct {
 	Setups            []string
 	Timeout           time.Duration
 	Logs              string // directory for child logs; empty: a temporary one, removed
+	ProfileTrainer    string // directory for --profile-trainer; empty: the table
 }
 
 var allSetups = []string{"local", "1ps-1tr", "2ps-2tr"}
@@ -51,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	setups := fs.String("setups", strings.Join(allSetups, ","), "comma-separated setups to run, from "+strings.Join(allSetups, ","))
 	fs.DurationVar(&c.Timeout, "timeout", 15*time.Minute, "give up on a setup after this long")
 	fs.StringVar(&c.Logs, "logs", "", "`DIR` to keep the children's logs in; empty: a temporary directory, removed at the end unless a setup fails")
+	fs.StringVar(&c.ProfileTrainer, "profile-trainer", "", "instead of the table, run the trainer's step loop in this process against an in-process server and against 1 psd, and save CPU profiles of both and of the psd in `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -150,6 +152,12 @@ func bench(ctx context.Context, cfg *config, stdout, stderr io.Writer) (err erro
 		if err := os.MkdirAll(cfg.Pprof, 0o755); err != nil {
 			return err
 		}
+	}
+	if cfg.ProfileTrainer != "" {
+		if err := os.MkdirAll(cfg.ProfileTrainer, 0o755); err != nil {
+			return err
+		}
+		return profileTrainer(ctx, cfg, bin, filepath.Join(logs, "profile"), cfg.ProfileTrainer, stdout)
 	}
 	var results []setupResult
 	for _, name := range cfg.Setups {
