@@ -2,6 +2,7 @@ package ps
 
 import (
 	"fmt"
+	"github.com/flowps/flowps/sharding"
 	"math"
 	"slices"
 	"strings"
@@ -10,6 +11,9 @@ import (
 // maxElements bounds a variable's element count so that sizes fit an int
 // and a row offset never overflows (2^40 float32 values is 4 TiB).
 const maxElements = 1 << 40
+
+// MaxPartitions bounds how many partitions one variable may be split into.
+const MaxPartitions = 1 << 20
 
 // Validate checks a variable spec as a server does before hosting it: a
 // non-empty name, rank ≥ 1 with positive dimensions, a known initializer
@@ -35,6 +39,11 @@ func (s *VariableSpec) Validate() error {
 	}
 	if s.MinPartitionBytes < 0 || s.MaxPartitionBytes < 0 {
 		return Errorf(ErrInvalidArgument, "variable %s: negative partition bounds %d, %d", s.Name, s.MinPartitionBytes, s.MaxPartitionBytes)
+	}
+	minB, maxB := s.partitionBounds()
+	if n := sharding.CountPartitions(s.Rows(), 4*s.RowSize(), minB, maxB); n > MaxPartitions {
+		return Errorf(ErrInvalidArgument, "variable %s: shape %v with partition bounds [%d, %d] bytes makes %d partitions, more than %d",
+			s.Name, s.Shape, s.MinPartitionBytes, s.MaxPartitionBytes, n, MaxPartitions)
 	}
 	if err := validateInit(s.Init); err != nil {
 		return fmt.Errorf("variable %s: %w", s.Name, err)

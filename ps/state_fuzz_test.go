@@ -3,6 +3,8 @@ package ps
 import (
 	"context"
 	"testing"
+
+	"github.com/flowps/flowps/sharding"
 )
 
 // FuzzPartitionStateUnmarshal feeds arbitrary bytes to the decoder of
@@ -56,6 +58,7 @@ func FuzzPartitionStateUnmarshal(f *testing.F) {
 func FuzzCreateSpec(f *testing.F) {
 	f.Add(int64(1000), int64(10), int64(0), int64(0))
 	f.Add(int64(1)<<20, int64(1), int64(1), int64(4))
+	f.Add(int64(1)<<40, int64(1), int64(1), int64(4))
 	f.Fuzz(func(t *testing.T, rows, cols, minB, maxB int64) {
 		s := VariableSpec{Name: "v", Shape: []int64{rows, cols}, Init: Initializer{Kind: InitZeros},
 			Optimizer: OptimizerSpec{Kind: OptSGD, LR: 1}, MinPartitionBytes: minB, MaxPartitionBytes: maxB}
@@ -63,27 +66,10 @@ func FuzzCreateSpec(f *testing.F) {
 			return
 		}
 		// The count SplitRows will allocate, computed without allocating.
-		n := normalizedPartitionCount(s)
-		if n > 1<<24 {
+		lo, hi := s.partitionBounds()
+		n := sharding.CountPartitions(s.Rows(), 4*s.RowSize(), lo, hi)
+		if n > MaxPartitions {
 			t.Fatalf("Validate accepts shape %v with partition bounds [%d, %d]: %d partitions would be allocated", s.Shape, minB, maxB, n)
 		}
 	})
-}
-
-// normalizedPartitionCount mirrors sharding.SplitRows's arithmetic.
-func normalizedPartitionCount(s VariableSpec) int64 {
-	n := s.normalized()
-	rows, rowBytes := n.Rows(), 4*n.RowSize()
-	cnt := int64(1)
-	if n.MaxPartitionBytes > 0 {
-		maxRows := max(n.MaxPartitionBytes/rowBytes, 1)
-		cnt = (rows-1)/maxRows + 1
-	}
-	if n.MinPartitionBytes > 0 {
-		minRows := (n.MinPartitionBytes-1)/rowBytes + 1
-		if most := rows / minRows; cnt > most {
-			cnt = most
-		}
-	}
-	return max(min(cnt, rows), 1)
 }

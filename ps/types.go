@@ -286,12 +286,18 @@ type RowRange = sharding.RowRange
 // Partitions splits the variable by rows within its partition size bounds.
 // Every client and server computes the same split from the same spec.
 func (s VariableSpec) Partitions() []RowRange {
-	minB, maxB := s.MinPartitionBytes, s.MaxPartitionBytes
-	if minB == 0 {
-		minB = DefaultMinPartitionBytes
-	}
-	if maxB == 0 {
-		maxB = DefaultMaxPartitionBytes
-	}
+	minB, maxB := s.partitionBounds()
 	return sharding.SplitRows(s.Rows(), 4*s.RowSize(), minB, maxB)
+}
+
+// partitionBounds returns the min and max partition bytes with defaults.
+func (s VariableSpec) partitionBounds() (minBytes, maxBytes int64) {
+	minBytes, maxBytes = s.MinPartitionBytes, s.MaxPartitionBytes
+	if minBytes == 0 {
+		minBytes = DefaultMinPartitionBytes
+	}
+	if maxBytes == 0 {
+		maxBytes = DefaultMaxPartitionBytes
+	}
+	return minBytes, maxBytes
 }

@@ -20,8 +20,30 @@ func (r RowRange) Len() int64 { return r.End - r.Start }
 // partitions. The result holds one RowRange per partition, so callers that
 // take sizes from users must bound rows/(maxBytes/rowBytes) first.
 func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
-	if rows <= 0 {
+	n := CountPartitions(rows, rowBytes, minBytes, maxBytes)
+	if n == 0 {
 		return nil
+	}
+	out := make([]RowRange, n)
+	base, extra := rows/n, rows%n
+	start := int64(0)
+	for i := int64(0); i < n; i++ {
+		size := base
+		if i < extra {
+			size++
+		}
+		out[i] = RowRange{Start: start, End: start + size}
+		start += size
+	}
+	return out
+}
+
+// CountPartitions is len(SplitRows(rows, rowBytes, minBytes, maxBytes)),
+// computed without allocating, so that sizes a user sent can be checked
+// before they are split.
+func CountPartitions(rows, rowBytes, minBytes, maxBytes int64) int64 {
+	if rows <= 0 {
+		return 0
 	}
 	if rowBytes <= 0 {
 		rowBytes = 1
@@ -39,19 +61,7 @@ func SplitRows(rows, rowBytes, minBytes, maxBytes int64) []RowRange {
 			n = most
 		}
 	}
-	n = max(min(n, rows), 1)
-	out := make([]RowRange, n)
-	base, extra := rows/n, rows%n
-	start := int64(0)
-	for i := int64(0); i < n; i++ {
-		size := base
-		if i < extra {
-			size++
-		}
-		out[i] = RowRange{Start: start, End: start + size}
-		start += size
-	}
-	return out
+	return max(min(n, rows), 1)
 }
 
 // ceilDiv is ⌈a/b⌉ for a, b > 0, without overflow.
