@@ -67,6 +67,7 @@ const (
 	OpDeposed
 )
 
+// String names the status.
 func (s OpStatus) String() string {
 	switch s {
 	case OpApplied:
