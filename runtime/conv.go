@@ -194,23 +194,30 @@ func kConvFilterGrad(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 		return errorf(ErrShape, "gradient %v for output [%d,%d,%d,%d]", dy.Shape, g.n, g.oh, g.ow, co)
 	}
 	df := k.alloc(out, f.Shape...)
-	clear(df)
+	if g.n == 0 || g.oh*g.ow == 0 {
+		clear(df)
+		return nil
+	}
 	K := g.kh * g.kw * g.c
 	ch := g.chunk()
 	cols := k.scratch(ch * g.oh * g.ow * K)
 	defer k.free(cols)
+	beta := float32(0) // the first chunk overwrites df, the others add
 	for b0 := 0; b0 < g.n; b0 += ch {
 		nb := min(ch, g.n-b0)
 		m := nb * g.oh * g.ow
 		g.im2col(x.F, b0, nb, cols)
-		blas.Sgemm(true, false, K, co, m, 1, cols, K, dy.F[b0*g.oh*g.ow*co:], co, 1, df, co)
+		blas.Sgemm(true, false, K, co, m, 1, cols, K, dy.F[b0*g.oh*g.ow*co:], co, beta, df, co)
+		beta = 1
 	}
 	return nil
 }
 
 // kMaxPool computes MaxPool (in = x) or MaxPoolGrad (in = dy, x, y): the
 // gradient goes to the first maximal element of each window. Loops run
-// over the channels innermost, where NHWC data is contiguous.
+// over the channels innermost, where NHWC data is contiguous. A
+// MaxPoolGrad with attrs.relu (the plan's fusion of ReluGrad into it, x
+// being the Relu's output) passes the gradient only where x > 0.
 //
 // When the plan also computes the pool's gradient, the forward kernel
 // records each output's argmax (an input index) in the run state, and
@@ -255,8 +262,18 @@ func kMaxPool(k *kctx, n *pnode, in []*Tensor, out *Tensor) error {
 		arg = make([]int32, len(dy.F))
 		g.maxPool(x.F, make([]float32, len(dy.F)), arg)
 	}
+	if !n.a.relu {
+		for j, a := range arg {
+			if a >= 0 {
+				dx[a] += dy.F[j]
+			}
+		}
+		return nil
+	}
+	// Fused ReluGrad: x is the Relu's output; the gradient passes where
+	// it is positive.
 	for j, a := range arg {
-		if a >= 0 {
+		if a >= 0 && x.F[a] > 0 {
 			dx[a] += dy.F[j]
 		}
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -111,5 +112,56 @@ func TestMaxPoolNaN(t *testing.T) {
 	}
 	if v := y.F[0]; v == v {
 		t.Fatalf("max of a window holding NaN is %v", v)
+	}
+}
+
+// TestMaxPoolReluGradFused: the plan fuses ReluGrad into the MaxPoolGrad
+// of MaxPool(Relu(conv)), and the gradients equal those without fusion.
+func TestMaxPoolReluGradFused(t *testing.T) {
+	ctx := context.Background()
+	b := NewBuilder()
+	x := b.Placeholder("x", Float32, Shape{-1, 7, 6, 2})
+	f := b.Variable("f", Shape{3, 3, 2, 4}, GlorotUniform(1))
+	fb := b.Variable("fb", Shape{4}, UniformInit(-0.5, 0.5, 2))
+	h := b.MaxPool(b.Relu(b.BiasAdd(b.Conv2D(x, f, [2]int{1, 1}, Same), fb)), [2]int{2, 2}, [2]int{2, 2}, Same)
+	loss := b.Mean(b.Square(h), nil, false)
+	grads := b.Gradients(loss, []*Node{f, fb})
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(ctx, g, SessionConfig{Store: NewMemStore(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := RunArgs{Feeds: Feeds{x: randTensor(newRandSource(3).r, Shape{3, 7, 6, 2}, -1, 1)}, Fetches: grads}
+	cp, err := s.plan(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fusedGrad := 0
+	for _, n := range cp.p.nodes {
+		if n.op == opReluGrad {
+			t.Fatalf("ReluGrad left in the plan: %v", cp.p.stats)
+		}
+		if n.op == opMaxPoolGrad && n.a.relu {
+			fusedGrad++
+		}
+	}
+	if fusedGrad != 1 {
+		t.Fatalf("%d fused MaxPoolGrad nodes, want 1", fusedGrad)
+	}
+	on, err := s.run(ctx, args, planOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := s.run(ctx, args, planOptions{noFuse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range on.Values {
+		if !allClose(on.Values[i].F, off.Values[i].F, 1e-5) {
+			t.Errorf("gradient %d differs with fusion off: %v vs %v", i, on.Values[i].F, off.Values[i].F)
+		}
 	}
 }

@@ -57,7 +57,7 @@ type PlanStats struct {
 	Pruned   int // after pruning to the fetches' and targets' ancestors
 	Folded   int // constants folded (nodes replaced by a Const)
 	Merged   int // nodes removed by common-subexpression elimination
-	Fused    int // fusions (MatMul or Conv2D +BiasAdd(+Relu), BiasAdd+Relu)
+	Fused    int // fusions (MatMul or Conv2D +BiasAdd(+Relu), BiasAdd+Relu, MaxPoolGrad+ReluGrad)
 	Recv     int // dense variable pulls
 	Sparse   int // sparse (row) variable pulls
 	Push     int // gradient pushes
@@ -334,7 +334,8 @@ func tensorsEqual(x, y *Tensor) bool {
 
 // fuse rewrites Relu(BiasAdd(MatMul(a,w), b)) into FusedMatMul(a,w,b) with
 // relu, BiasAdd(MatMul) into FusedMatMul without, the same for Conv2D
-// (FusedConv2D), and Relu(BiasAdd(x,b)) into BiasAddRelu, when the
+// (FusedConv2D), Relu(BiasAdd(x,b)) into BiasAddRelu, and
+// ReluGrad(MaxPoolGrad(dp,y,p), y) into a MaxPoolGrad with relu, when the
 // intermediate values have no other reader.
 func (p *plan) fuse() {
 	live := p.reachable()
@@ -378,6 +379,19 @@ func (p *plan) fuse() {
 				n.op, n.in = opBiasRelu, []int{bn.in[0], bn.in[1]}
 				readers[ba] = 0
 			}
+			p.stats.Fused++
+		case opReluGrad:
+			// ReluGrad(MaxPoolGrad(dp, y, p), y), the backward of
+			// MaxPool(Relu(...)): the pool's gradient masked by y > 0 as
+			// it is scattered, instead of a second pass.
+			mg := n.in[0]
+			g := &p.nodes[mg]
+			if g.op != opMaxPoolGrad || g.a.relu || !private(mg) || len(g.in) != 3 || g.in[1] != n.in[1] {
+				continue
+			}
+			n.op, n.in, n.a = opMaxPoolGrad, slices.Clone(g.in), g.a
+			n.a.relu = true
+			readers[mg] = 0
 			p.stats.Fused++
 		case opBiasAdd:
 			mm := n.in[0]

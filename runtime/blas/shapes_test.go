@@ -28,6 +28,9 @@ func BenchmarkSgemmShapes(b *testing.B) {
 		{"fc1-fwd-32x512x3136", false, false, 32, 512, 3136},
 		{"fc1-dw-3136x512x32-tA", true, false, 3136, 512, 32},
 		{"fc1-dx-32x3136x512-tB", false, true, 32, 3136, 512},
+		{"fc1-fwdT-512x32x3136-tA-tB", true, true, 512, 32, 3136},
+		{"fc1-dxT-3136x32x512-tB", false, true, 3136, 32, 512},
+		{"fc1-dwT-512x3136x32-tA-tB", true, true, 512, 3136, 32},
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			ar, ac := s.m, s.k
