@@ -53,8 +53,9 @@ func connect(ctx context.Context, cfg *config, progress io.Writer, logger *slog.
 
 // join joins the gossip cluster at cfg.Join and waits for a psd.
 func (c *cluster) join(ctx context.Context, cfg *config) error {
+	seeds := cfg.joinAddrs()
 	profile := sharding.ProfileLAN
-	if host, _, err := net.SplitHostPort(cfg.Join); err == nil {
+	if host, _, err := net.SplitHostPort(seeds[0]); err == nil {
 		if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
 			profile = sharding.ProfileLocal
 		}
@@ -77,7 +78,7 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 	})
 	jctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 	defer cancel()
-	if _, err := m.Join(jctx, []string{cfg.Join}); err != nil {
+	if _, err := m.Join(jctx, seeds); err != nil {
 		return fmt.Errorf("cannot join the cluster at --join %s: %w", cfg.Join, err)
 	}
 	// Wait (polling) until gossip shows a parameter server.

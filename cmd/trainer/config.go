@@ -6,19 +6,32 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flowps/flowps/formats/example"
 	"github.com/flowps/flowps/models"
 	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/tfconfig"
 )
 
 // config is everything a run needs, from the flags.
 type config struct {
-	Join      string  // gossip HOST:PORT of a cluster member
-	Local     bool    // in-process parameter server
-	Model     string  // logreg | mlp | cnn
-	Data      string  // mnist | synthetic | DIR
+	Join     string // gossip HOST:PORT of cluster members, comma-separated
+	Local    bool   // in-process parameter server
+	Model    string // logreg | mlp | cnn
+	Data     string // mnist | synthetic | DIR | tfrecord:PATTERN | libsvm:PATH | a detected file
+	TestData string // test set in the same syntax; empty: the data's own or a held-out part
+	// FeatureKey and LabelKey name the tf.train.Example features of
+	// TFRecord data.
+	FeatureKey, LabelKey string
+	// DataShape is --data-shape as given; shape its parsed value.
+	DataShape string
+	shape     []int
+	// Holdout is the fraction held out for testing when TFRecord or
+	// LibSVM data comes without --test-data.
+	Holdout   float64
 	Epochs    int     // passes over this worker's share of the data
 	Batch     int     // examples per step per worker
 	Optimizer string  // sgd | momentum | adagrad | adam | ftrl
@@ -42,6 +55,20 @@ type config struct {
 	EvalBatch int
 	// ProgressEvery is how often progress is printed, in seconds.
 	ProgressEvery float64
+	// TFConfig is $TF_CONFIG when set; TFApplied the flags it set.
+	TFConfig  *tfconfig.Config
+	TFApplied []string
+}
+
+// joinAddrs returns the --join addresses.
+func (c *config) joinAddrs() []string {
+	var out []string
+	for _, s := range strings.Split(c.Join, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // errUsage marks errors in the flags; main exits 2 for them.
@@ -51,10 +78,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("trainer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Join, "join", "", "gossip `HOST:PORT` of any cluster member (psd) to join")
+	fs.StringVar(&c.Join, "join", "", "gossip `HOST:PORT` of cluster members (psd) to join, comma-separated (TF_CONFIG: its ps tasks)")
 	fs.BoolVar(&c.Local, "local", false, "train against an in-process parameter server (no cluster)")
 	fs.StringVar(&c.Model, "model", "mlp", "model: "+strings.Join(models.Names(), "|"))
-	fs.StringVar(&c.Data, "data", "mnist", "data: mnist (module cache or $FLOWPS_MNIST_DIR), synthetic (Gaussian clusters), or a `DIR` holding the MNIST IDX files")
+	fs.StringVar(&c.Data, "data", "mnist", "training data: mnist (module cache or $FLOWPS_MNIST_DIR), synthetic (Gaussian clusters), a DIR of MNIST IDX files, "+
+		"tfrecord:`PATTERN` (tf.train.Example records: a file, a directory of part-* files or a glob; plain or gzip), libsvm:PATH, or a path whose format is detected")
+	fs.StringVar(&c.TestData, "test-data", "", "test data for TFRecord or LibSVM --data, same syntax; empty: MNIST's and synthetic's own test sets, else --holdout of --data")
+	fs.StringVar(&c.FeatureKey, "feature-key", example.DefaultImageKey, "TFRecord: the feature holding the inputs (float_list, int64_list or one raw-bytes value)")
+	fs.StringVar(&c.LabelKey, "label-key", example.DefaultLabelKey, "TFRecord: the int64 feature holding the class label")
+	fs.StringVar(&c.DataShape, "data-shape", "", "shape of one example, comma-separated, e.g. 28,28,1 for --model cnn on TFRecord data; empty: MNIST's 28,28, else flat")
+	fs.Float64Var(&c.Holdout, "holdout", 0.2, "fraction of TFRecord or LibSVM --data held out (seeded shuffle) as the test set when --test-data is empty")
 	fs.IntVar(&c.Epochs, "epochs", 3, "epochs (passes over this worker's share of the training set)")
 	fs.IntVar(&c.Batch, "batch", 128, "examples per step per worker")
 	fs.StringVar(&c.Optimizer, "optimizer", "sgd", "server-side optimizer: sgd|momentum|adagrad|adam|ftrl")
@@ -80,6 +113,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	if err := c.applyTFConfig(fs); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	shape, err := parseShape(c.DataShape)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	c.shape = shape
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -97,9 +138,21 @@ func (c *config) validate() error {
 		return errors.New("give exactly one of --local and --join HOST:PORT")
 	}
 	if c.Join != "" {
-		if _, _, err := net.SplitHostPort(c.Join); err != nil {
-			return fmt.Errorf("--join %q: %v", c.Join, err)
+		addrs := c.joinAddrs()
+		if len(addrs) == 0 {
+			return fmt.Errorf("--join %q names no address", c.Join)
 		}
+		for _, a := range addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("--join %q: %v", a, err)
+			}
+		}
+	}
+	if c.FeatureKey == "" || c.LabelKey == "" || c.FeatureKey == c.LabelKey {
+		return fmt.Errorf("--feature-key %q and --label-key %q must be two different non-empty names", c.FeatureKey, c.LabelKey)
+	}
+	if !(c.Holdout > 0 && c.Holdout < 1) {
+		return fmt.Errorf("--holdout %v: want a fraction in (0, 1)", c.Holdout)
 	}
 	if c.Transport != "grpc" {
 		return fmt.Errorf("--transport %q: this trainer supports only grpc (RDMA selection is not wired into the trainer yet)", c.Transport)
@@ -168,4 +221,58 @@ func (c *config) consistency() ps.Consistency {
 		cons.Staleness = c.Staleness
 	}
 	return cons
+}
+
+// applyTFConfig takes the cluster from $TF_CONFIG, when set, for every
+// flag the command line left unset: --rank (the chief is 0, worker i is
+// i+1 with a chief), --workers (workers plus chief: the count sync mode
+// aggregates), --join (the ps tasks, the gossip seeds) and --gossip (this
+// task's own TF_CONFIG address). A ps or evaluator task is an error: those
+// do not run the trainer.
+func (c *config) applyTFConfig(fs *flag.FlagSet) error {
+	tc, err := tfconfig.FromEnv()
+	if err != nil || tc == nil {
+		return err
+	}
+	switch tc.Role() {
+	case tfconfig.RolePS:
+		return fmt.Errorf("$TF_CONFIG says this task is %s (a parameter server): ps tasks run psd, not the trainer", tc.ID())
+	case tfconfig.RoleEvaluator:
+		return fmt.Errorf("$TF_CONFIG says this task is %s: the trainer has no evaluator mode (chief and worker tasks train)", tc.ID())
+	}
+	rank, err := tc.Rank()
+	if err != nil {
+		return err
+	}
+	values := map[string]string{"rank": strconv.Itoa(rank), "workers": strconv.Itoa(tc.Workers())}
+	local := false
+	fs.Visit(func(f *flag.Flag) { local = local || f.Name == "local" })
+	if !local {
+		seeds := tc.PSSeeds()
+		if len(seeds) == 0 {
+			return fmt.Errorf("$TF_CONFIG (task %s) lists no ps tasks to join: add ps tasks, or give --join or --local", tc.ID())
+		}
+		ep, err := tc.Endpoints()
+		if err != nil {
+			return err
+		}
+		values["join"] = strings.Join(seeds, ",")
+		values["gossip"] = bindAddr(ep.Host, ep.Gossip, ep.GossipBind)
+	}
+	applied, err := tfconfig.ApplyFlags(fs, values)
+	if err != nil {
+		return err
+	}
+	c.TFConfig, c.TFApplied = tc, applied
+	return nil
+}
+
+// bindAddr returns addr itself when host is an IP literal (bindable as
+// is, e.g. 127.0.0.1 in tests), else the wildcard form: a service DNS
+// name resolves to the pod address and is not itself bindable.
+func bindAddr(host, addr, wildcard string) string {
+	if net.ParseIP(host) != nil {
+		return addr
+	}
+	return wildcard
 }

@@ -19,11 +19,14 @@ func main() {
 	os.Exit(code)
 }
 
-// run parses args, trains, writes the final metrics as one JSON line to
+// run parses args, trains (or, for `trainer convert`, converts data), writes the final metrics as one JSON line to
 // stdout and returns the exit code: 0 on success, 2 for bad flags, 1 for
 // any other failure (missing or corrupt data, unreachable cluster, a
 // variable that disagrees with the servers', ...).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "convert" {
+		return runConvert(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -11,8 +11,8 @@ import (
 // stepRunner runs a model's training step and evaluation on a batch.
 type stepRunner interface {
 	// train takes one step on batch (x, y) against weights of version step
-	// and returns the batch's loss.
-	train(ctx context.Context, step int64, x []float32, y []int32) (float32, error)
+	// and returns the batch's loss and accuracy (before the update).
+	train(ctx context.Context, step int64, x []float32, y []int32) (loss, acc float32, err error)
 	// eval returns the batch's accuracy and loss without updating weights.
 	eval(ctx context.Context, step int64, x []float32, y []int32) (acc, loss float32, err error)
 }
@@ -54,20 +54,21 @@ func (r *sessionRunner) feeds(x []float32, y []int32) (runtime.Feeds, error) {
 	return runtime.Feeds{r.m.Input: xt, r.m.Labels: yt}, nil
 }
 
-func (r *sessionRunner) train(ctx context.Context, step int64, x []float32, y []int32) (float32, error) {
+func (r *sessionRunner) train(ctx context.Context, step int64, x []float32, y []int32) (loss, acc float32, err error) {
 	feeds, err := r.feeds(x, y)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	res, err := r.sess.Run(ctx, runtime.RunArgs{
 		Step: step, Training: true, Feeds: feeds,
-		Fetches: []*runtime.Node{r.m.Loss}, Targets: []*runtime.Node{r.m.Train},
+		Fetches: []*runtime.Node{r.m.Loss, r.m.Accuracy}, Targets: []*runtime.Node{r.m.Train},
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	loss, _ := res.Values[0].Float()
-	return loss, nil
+	loss, _ = res.Values[0].Float()
+	acc, _ = res.Values[1].Float()
+	return loss, acc, nil
 }
 
 func (r *sessionRunner) eval(ctx context.Context, step int64, x []float32, y []int32) (acc, loss float32, err error) {

@@ -32,6 +32,26 @@ type psStore struct {
 	pushNanos atomic.Int64 // wall time inside Push (overlaps backprop)
 	pulls     atomic.Int64
 	pushes    atomic.Int64
+	// pulledBytes counts the value bytes successful pulls received (4 per
+	// float32, waits and resume included); pushedBytes the payload bytes
+	// successful pushes sent (4 per gradient value, 8 per sparse row id).
+	// Message framing is not counted.
+	pulledBytes atomic.Int64
+	pushedBytes atomic.Int64
+}
+
+// pullOps pulls ops and counts the bytes received.
+func (s *psStore) pullOps(ctx context.Context, ops []ps.PullOp, opt ps.PullOptions) ([]int64, error) {
+	vs, err := s.client.PullMany(ctx, ops, opt)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, op := range ops {
+		n += 4 * len(op.Dst)
+	}
+	s.pulledBytes.Add(int64(n))
+	return vs, nil
 }
 
 var _ runtime.VarStore = (*psStore)(nil)
@@ -93,7 +113,7 @@ func (s *psStore) Pull(ctx context.Context, step int64, reqs []runtime.PullReque
 	if s.cons.Mode == ps.SSP {
 		opt.Clock = step
 	}
-	if _, err := s.client.PullMany(ctx, ops, opt); err != nil {
+	if _, err := s.pullOps(ctx, ops, opt); err != nil {
 		return fmt.Errorf("pull at step %d: %w", step, err)
 	}
 	return nil
@@ -115,6 +135,7 @@ func (s *psStore) Push(ctx context.Context, step int64, g runtime.Gradient) erro
 	if err := s.client.PushMany(ctx, []ps.PushOp{op}, opt); err != nil {
 		return fmt.Errorf("push %s at step %d: %w", g.Name, step, err)
 	}
+	s.pushedBytes.Add(int64(4*len(g.Values) + 8*len(g.Rows)))
 	return nil
 }
 
@@ -131,7 +152,7 @@ func (s *psStore) resume(ctx context.Context, defs []runtime.VariableDef) (int64
 	for i, d := range defs {
 		ops[i] = ps.PullOp{Var: d.Name, Dst: make([]float32, d.Shape.NumElements())}
 	}
-	vs, err := s.client.PullMany(ctx, ops, ps.PullOptions{})
+	vs, err := s.pullOps(ctx, ops, ps.PullOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("reading the variables' versions: %w", err)
 	}

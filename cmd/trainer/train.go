@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowps/flowps/data"
+	"github.com/flowps/flowps/formats/tfevents"
 	"github.com/flowps/flowps/models"
 	"github.com/flowps/flowps/ps"
 )
@@ -60,6 +61,16 @@ type result struct {
 	EvalSeconds    float64 `json:"eval_seconds"`
 	LoadSeconds    float64 `json:"load_seconds"`
 	TotalSeconds   float64 `json:"total_seconds"`
+	// TrainAccuracy is the mean batch accuracy over the last epoch's steps
+	// (each measured before that step's update).
+	TrainAccuracy float64 `json:"train_accuracy"`
+	// BytesPushed and BytesPulled count this worker's payload bytes to and
+	// from the parameter servers (float32 values and sparse row ids; no
+	// framing), evaluation and sync waits included.
+	BytesPushed int64 `json:"bytes_pushed"`
+	BytesPulled int64 `json:"bytes_pulled"`
+	// EventFile is the TensorBoard event file written with --logdir.
+	EventFile string `json:"event_file,omitempty"`
 }
 
 func writeJSONLine(w io.Writer, v any) error {
@@ -71,32 +82,21 @@ func writeJSONLine(w io.Writer, v any) error {
 	return err
 }
 
-// loadData returns the training and test sets --data names.
-func loadData(ctx context.Context, spec string, seed int64) (train, test *data.Dataset, err error) {
-	if spec == "synthetic" {
-		return data.Synthetic(data.SyntheticConfig{
-			Train: 6000, Test: 1000, Shape: []int{28, 28}, Classes: 10,
-			Separation: 0.15, Noise: 1, Seed: uint64(seed),
-		})
-	}
-	dir, err := data.ResolveDir(ctx, spec)
-	if err != nil {
-		return nil, nil, err
-	}
-	return data.LoadMNIST(dir)
-}
-
 // train runs the job cfg describes: it loads the data, connects to the
 // parameter servers (in-process with --local) and trains every worker this
 // process runs, returning the metrics of rank cfg.Rank.
 func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Logger) (*result, error) {
 	start := time.Now()
-	trainSet, testSet, err := loadData(ctx, cfg.Data, cfg.Seed)
+	trainSet, testSet, err := loadData(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("loading --data %s: %w", cfg.Data, err)
 	}
 	loadDur := time.Since(start)
 	logger.Debug("data loaded", "train", trainSet.N(), "test", testSet.N(), "shape", trainSet.Shape, "seconds", loadDur.Seconds())
+	if cfg.TFConfig != nil {
+		fmt.Fprintf(progress, "TF_CONFIG: task %s is rank %d of %d workers; flags taken from it: %v\n",
+			cfg.TFConfig.ID(), cfg.Rank, cfg.Workers, cfg.TFApplied)
+	}
 
 	ranks := []int{cfg.Rank}
 	if cfg.Local {
@@ -111,7 +111,10 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 	}
 	defer conn.Close()
 
-	var logf io.Writer
+	var (
+		logf   io.Writer
+		events *tfevents.Writer
+	)
 	if cfg.Logdir != "" {
 		if err := os.MkdirAll(cfg.Logdir, 0o755); err != nil {
 			return nil, fmt.Errorf("--logdir: %w", err)
@@ -122,6 +125,13 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 		}
 		defer f.Close()
 		logf = f
+		events, err = tfevents.NewWriter(cfg.Logdir, tfevents.WriterOptions{
+			Suffix: fmt.Sprintf(".rank-%d", cfg.Rank), Logger: logger.With("component", "tfevents"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--logdir: %w", err)
+		}
+		defer events.Close() // a no-op after the Close below
 	}
 
 	results := make([]*result, len(ranks))
@@ -136,7 +146,7 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 		}
 		w.lead = r == cfg.Rank
 		if w.lead {
-			w.progress, w.logf = progress, logf
+			w.progress, w.logf, w.events = progress, logf, events
 		}
 		workers[i] = w
 	}
@@ -168,6 +178,12 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 	}
 	res.LoadSeconds = loadDur.Seconds()
 	res.TotalSeconds = time.Since(start).Seconds()
+	if events != nil {
+		res.EventFile = events.Path()
+		if err := events.Close(); err != nil {
+			return nil, fmt.Errorf("--logdir: event file: %w", err)
+		}
+	}
 	if logf != nil {
 		if err := writeJSONLine(logf, map[string]any{"final": res}); err != nil {
 			return nil, fmt.Errorf("--logdir: %w", err)
@@ -206,10 +222,11 @@ type worker struct {
 	sampler     *data.Sampler
 	logger      *slog.Logger
 
-	evalPull int64     // pull nanoseconds spent in evaluation
-	lead     bool      // reports progress and evaluates
-	progress io.Writer // progress lines; nil: none
-	logf     io.Writer // per-epoch JSON lines; nil: none
+	evalPull int64            // pull nanoseconds spent in evaluation
+	lead     bool             // reports progress and evaluates
+	progress io.Writer        // progress lines; nil: none
+	logf     io.Writer        // per-epoch JSON lines; nil: none
+	events   *tfevents.Writer // TensorBoard scalars; nil: none
 }
 
 func newWorker(ctx context.Context, cfg *config, rank int, conn *cluster, train, test *data.Dataset, logger *slog.Logger) (*worker, error) {
@@ -260,8 +277,10 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 		every                      = time.Duration(cfg.ProgressEvery * float64(time.Second))
 		began                      = time.Now()
 	)
+	var tickLoss float64 // loss summed since the last progress tick
+	var tickSteps int
 	for epoch := range cfg.Epochs {
-		var lossSum float64
+		var lossSum, accSum float64
 		for t, idx := range w.sampler.Epoch(epoch) {
 			t0 := time.Now()
 			x, y = w.train.Gather(idx, x, y)
@@ -272,7 +291,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 			}
 			t2 := time.Now()
 			waitDur += t2.Sub(t1)
-			loss, err := w.runner.train(ctx, step, x, y)
+			loss, acc, err := w.runner.train(ctx, step, x, y)
 			if err != nil {
 				return nil, fmt.Errorf("epoch %d step %d: %w", epoch+1, step, err)
 			}
@@ -281,18 +300,38 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 				return nil, fmt.Errorf("epoch %d step %d: training diverged (loss %v); lower --lr", epoch+1, step, loss)
 			}
 			lossSum += float64(loss)
+			accSum += float64(acc)
+			tickLoss += float64(loss)
+			tickSteps++
 			step++
 			res.Examples += int64(len(idx))
-			if w.progress != nil && (time.Since(lastPrint) >= every || t == steps-1) {
+			if w.lead && (time.Since(lastPrint) >= every || t == steps-1) {
 				lastPrint = time.Now()
 				busy := trainDur + waitDur
 				rate := float64(res.Examples) / busy.Seconds()
 				eta := time.Duration(float64(time.Since(began)) / float64(step) * float64(totalSteps-step))
-				fmt.Fprintf(w.progress, "epoch %d/%d step %d/%d (total %d/%d) loss %.4f (epoch mean %.4f) %.0f examples/s ETA %s\n",
-					epoch+1, cfg.Epochs, t+1, steps, step, totalSteps, loss, lossSum/float64(t+1), rate, eta.Round(time.Second))
+				if w.progress != nil {
+					fmt.Fprintf(w.progress, "epoch %d/%d step %d/%d (total %d/%d) loss %.4f (epoch mean %.4f) %.0f examples/s ETA %s\n",
+						epoch+1, cfg.Epochs, t+1, steps, step, totalSteps, loss, lossSum/float64(t+1), rate, eta.Round(time.Second))
+				}
+				if w.events != nil {
+					// loss/train is the mean over the steps since the last
+					// tick; the bytes are cumulative.
+					if err := w.events.Scalars(step, map[string]float32{
+						"loss/train":       float32(tickLoss / float64(tickSteps)),
+						"examples_per_sec": float32(rate),
+						"learning_rate":    float32(cfg.LR),
+						"bytes/pushed_mib": float32(float64(w.store.pushedBytes.Load()) / (1 << 20)),
+						"bytes/pulled_mib": float32(float64(w.store.pulledBytes.Load()) / (1 << 20)),
+					}); err != nil {
+						return nil, fmt.Errorf("--logdir: event file: %w", err)
+					}
+				}
+				tickLoss, tickSteps = 0, 0
 			}
 		}
 		res.TrainLoss = lossSum / float64(steps)
+		res.TrainAccuracy = accSum / float64(steps)
 		if !w.lead {
 			continue
 		}
@@ -310,10 +349,24 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 		}
 		if w.logf != nil {
 			if err := writeJSONLine(w.logf, map[string]any{
-				"epoch": epoch + 1, "step": step, "train_loss": res.TrainLoss, "test_accuracy": acc, "test_loss": tl,
+				"epoch": epoch + 1, "step": step, "train_loss": res.TrainLoss, "train_accuracy": res.TrainAccuracy,
+				"test_accuracy": acc, "test_loss": tl,
 				"examples_per_sec": float64(res.Examples) / (trainDur + waitDur).Seconds(),
+				"bytes_pushed":     w.store.pushedBytes.Load(), "bytes_pulled": w.store.pulledBytes.Load(),
 			}); err != nil {
 				return nil, fmt.Errorf("--logdir: %w", err)
+			}
+		}
+		if w.events != nil {
+			if err := w.events.Scalars(step, map[string]float32{
+				"accuracy/train": float32(res.TrainAccuracy),
+				"loss/test":      float32(tl),
+				"accuracy/test":  float32(acc),
+			}); err != nil {
+				return nil, fmt.Errorf("--logdir: event file: %w", err)
+			}
+			if err := w.events.Flush(); err != nil {
+				return nil, fmt.Errorf("--logdir: event file: %w", err)
 			}
 		}
 	}
@@ -328,6 +381,8 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 	res.DataSeconds = dataDur.Seconds()
 	res.EvalSeconds = evalDur.Seconds()
 	res.ExamplesPerSec = float64(res.Examples) / busy.Seconds()
+	res.BytesPushed = w.store.pushedBytes.Load()
+	res.BytesPulled = w.store.pulledBytes.Load()
 	return res, nil
 }
 
@@ -376,7 +431,7 @@ func (s *psStore) wait(ctx context.Context, step int64) error {
 	} else {
 		opt.Clock = step
 	}
-	if _, err := s.client.PullMany(ctx, []ps.PullOp{op}, opt); err != nil {
+	if _, err := s.pullOps(ctx, []ps.PullOp{op}, opt); err != nil {
 		return fmt.Errorf("waiting for step %d (%s mode): %w", step, s.cons.Mode, err)
 	}
 	return nil
