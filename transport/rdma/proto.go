@@ -271,6 +271,12 @@ func (r *reader) str() string {
 		return ""
 	}
 	s := string(r.b[r.n : r.n+n])
+	for _, c := range r.b[r.n+n : r.n+align4(n)] {
+		if c != 0 {
+			r.err = ps.Errorf(ps.ErrInvalidArgument, "rdma: non-zero string padding")
+			return ""
+		}
+	}
 	r.n += align4(n)
 	return s
 }
