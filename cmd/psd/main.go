@@ -6,6 +6,12 @@
 //	psd --id ps-1 --listen 127.0.0.1:7001 --gossip 127.0.0.1:7947 --http 127.0.0.1:8001 --join 127.0.0.1:7946
 //
 // `psd doctor` prints the RDMA check instead of starting a server.
+//
+// Under Kubeflow's TFJob operator (or any launcher that sets TF_CONFIG), a
+// ps task takes --id, --gossip, --listen and --join from $TF_CONFIG: its
+// TF_CONFIG port is the gossip port, gRPC listens on port+1, and the other
+// ps tasks are the join seeds (package tfconfig). Flags given on the
+// command line win.
 package main
 
 import (
@@ -90,6 +96,9 @@ Hosts partitions of model variables, applies gradients with server-side
 optimizers, serves pulls and pushes over gRPC, and finds the other psd and
 trainers by gossip. Subcommand: psd doctor (prints the RDMA transport check).
 
+With $TF_CONFIG set (a ps task), --id, --gossip (the task's port),
+--listen (port+1) and --join (the other ps tasks) default to it.
+
 Usage: psd [flags]
 
 `)
@@ -100,6 +109,10 @@ Usage: psd [flags]
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags start with --; see psd --help)", fs.Arg(0))
+	}
+	tc, tfApplied, err := applyTFConfig(fs)
+	if err != nil {
+		return c, err
 	}
 	if *join != "" {
 		for _, s := range strings.Split(*join, ",") {
@@ -135,5 +148,8 @@ Usage: psd [flags]
 		h = slog.NewJSONHandler(stderr, opts)
 	}
 	c.Logger = slog.New(h).With("node", c.ID)
+	if tc != nil {
+		c.Logger.Info("cluster from $TF_CONFIG", "task", tc.ID(), "flags_set", tfApplied, "gossip", c.Gossip, "listen", c.Listen, "join", c.Join)
+	}
 	return c, nil
 }

@@ -9,16 +9,20 @@ import (
 )
 
 // metrics exports the server's counters, the partitions it owns and the
-// membership view in the Prometheus text format.
+// membership view in the Prometheus text format, and the per-call series
+// (counts, latency and payload histograms by transport and peer) that the
+// observed() wrapper of the served ps.Service records in rpc.
 type metrics struct {
 	n   *node
 	reg *prometheus.Registry
+	rpc *rpcMetrics
 }
 
 func newMetrics(n *node) *metrics {
-	m := &metrics{n: n, reg: prometheus.NewRegistry()}
+	m := &metrics{n: n, reg: prometheus.NewRegistry(), rpc: newRPCMetrics()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m)
+	m.rpc.register(m.reg)
 	return m
 }
 
