@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/ps/wire"
+	"github.com/flowps/flowps/transport/grpc/pb"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the proto codec we delegate to
 	"google.golang.org/grpc/mem"
@@ -76,11 +78,21 @@ func swap32(b []byte) {
 // frameOut is one outgoing tensor frame: an optional header, the element
 // offset of data within the concatenation of all parts' values, and data as
 // pieces of the callers' slices. The pieces must stay unmodified until the
-// call that sends them returns.
+// call that sends them returns. With enc bf16 or fp16 the pieces are
+// encoded into a pooled buffer that gRPC frees after writing it.
 type frameOut struct {
 	header proto.Message
 	offset int64
 	data   [][]float32
+	enc    pb.ValueEncoding
+}
+
+// valueBytes is the size of one value on the wire in encoding enc.
+func valueBytes(enc pb.ValueEncoding) int {
+	if enc == pb.ValueEncoding_VALUE_ENCODING_FLOAT32 {
+		return 4
+	}
+	return 2
 }
 
 func (f *frameOut) marshal() (mem.BufferSlice, error) {
@@ -93,7 +105,7 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 	}
 	n := 0
 	for _, d := range f.data {
-		n += 4 * len(d)
+		n += valueBytes(f.enc) * len(d)
 	}
 	prefix := make([]byte, 0, len(hb)+3*protowire.SizeVarint(uint64(len(hb)+n))+8)
 	if f.header != nil {
@@ -110,6 +122,23 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 	}
 	out := make(mem.BufferSlice, 0, 1+len(f.data))
 	out = append(out, mem.SliceBuffer(prefix))
+	if f.enc != pb.ValueEncoding_VALUE_ENCODING_FLOAT32 && n > 0 {
+		h := sharedPool.Get(n)
+		b := (*h)[:0]
+		for _, d := range f.data {
+			switch f.enc {
+			case pb.ValueEncoding_VALUE_ENCODING_BF16:
+				b = wire.EncodeBF16(b, d)
+			case pb.ValueEncoding_VALUE_ENCODING_FP16:
+				b = wire.EncodeFP16(b, d)
+			default:
+				sharedPool.Put(h)
+				return nil, fmt.Errorf("grpctransport: unknown value encoding %v", f.enc)
+			}
+		}
+		*h = b
+		return append(out, mem.NewBuffer(h, sharedPool)), nil
+	}
 	for _, d := range f.data {
 		if len(d) == 0 {
 			continue
@@ -126,11 +155,13 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 
 // frameIn receives the frames of one tensor stream. The first frame's
 // header is decoded into header, then onHeader returns the destination for
-// the concatenated values; each frame's data is copied to dst at next.
+// the concatenated values (and may set enc from the header); each frame's
+// data is copied (or, with enc bf16 or fp16, widened) to dst at next.
 type frameIn struct {
 	header    proto.Message
 	onHeader  func() ([]float32, error)
 	maxHeader int
+	enc       pb.ValueEncoding
 
 	gotHeader bool
 	err       error
@@ -196,24 +227,30 @@ func (f *frameIn) decode(data mem.BufferSlice) error {
 			if err != nil {
 				return err
 			}
+			vb := valueBytes(f.enc)
 			switch {
 			case !f.gotHeader:
 				return fmt.Errorf("%w: data before header", errFrame)
 			case offset != f.next:
 				return fmt.Errorf("%w: data at offset %d, want %d", errFrame, offset, f.next)
-			case n%4 != 0:
-				return fmt.Errorf("%w: %d data bytes is not a whole number of float32s", errFrame, n)
-			case int64(n/4) > int64(len(f.dst))-f.next:
-				return fmt.Errorf("%w: %d values at offset %d overflow the %d announced", errFrame, n/4, f.next, len(f.dst))
+			case n%vb != 0:
+				return fmt.Errorf("%w: %d data bytes is not a whole number of %d-byte values", errFrame, n, vb)
+			case int64(n/vb) > int64(len(f.dst))-f.next:
+				return fmt.Errorf("%w: %d values at offset %d overflow the %d announced", errFrame, n/vb, f.next, len(f.dst))
 			}
-			b := f32bytes(f.dst[f.next : f.next+int64(n/4)])
-			if err := c.read(b); err != nil {
+			dst := f.dst[f.next : f.next+int64(n/vb)]
+			if vb == 4 {
+				b := f32bytes(dst)
+				if err := c.read(b); err != nil {
+					return err
+				}
+				if !littleEndian {
+					swap32(b)
+				}
+			} else if err := c.widen16(dst, f.enc); err != nil {
 				return err
 			}
-			if !littleEndian {
-				swap32(b)
-			}
-			f.next += int64(n / 4)
+			f.next += int64(n / vb)
 			offset = f.next
 		default:
 			if err := c.skip(typ); err != nil {
@@ -287,6 +324,47 @@ func (c *cursor) read(dst []byte) error {
 		c.off += n
 		c.rem -= n
 		if n == len(b) {
+			c.i, c.off = c.i+1, 0
+		}
+	}
+	return nil
+}
+
+// widen16 reads len(dst) little-endian 16-bit values of encoding enc (bf16
+// or fp16) and widens them into dst. A value may straddle two buffers.
+func (c *cursor) widen16(dst []float32, enc pb.ValueEncoding) error {
+	if 2*len(dst) > c.rem {
+		return errShort
+	}
+	one := wire.BF16ToFloat32
+	decode := wire.DecodeBF16
+	if enc == pb.ValueEncoding_VALUE_ENCODING_FP16 {
+		one, decode = wire.FP16ToFloat32, wire.DecodeFP16
+	}
+	for len(dst) > 0 {
+		b := c.bufs[c.i].ReadOnlyData()[c.off:]
+		if len(b) == 1 { // a value split across buffers
+			lo, err := c.byte()
+			if err != nil {
+				return err
+			}
+			hi, err := c.byte()
+			if err != nil {
+				return err
+			}
+			dst[0] = one(uint16(lo) | uint16(hi)<<8)
+			dst = dst[1:]
+			continue
+		}
+		k := min(len(b)/2, len(dst))
+		// decode appends into dst's own storage: its capacity suffices.
+		if _, err := decode(dst[:0:k], b[:2*k]); err != nil {
+			return fmt.Errorf("%w: %v", errFrame, err)
+		}
+		dst = dst[k:]
+		c.off += 2 * k
+		c.rem -= 2 * k
+		if c.off == len(c.bufs[c.i].ReadOnlyData()) {
 			c.i, c.off = c.i+1, 0
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flowps/flowps/transport/grpc/pb"
 	"google.golang.org/grpc/encoding"
 )
 
@@ -104,6 +105,16 @@ type DialerConfig struct {
 	// ConnsPerPeer is the number of TCP connections kept to each address;
 	// calls are spread over them round-robin. Zero means 1.
 	ConnsPerPeer int
+	// GradientEncoding is how Push sends gradient values: "" or
+	// EncodingFloat32 exactly, 4 bytes each; EncodingBF16 or EncodingFP16
+	// rounded (to nearest, ties to even) to 2 bytes each, which halves the
+	// bytes of a push. The server widens them back to float32 before the
+	// Service sees them, so a gradient arrives as ps/wire's round trip of
+	// it: bf16 keeps float32's range with 8 significant bits; fp16 keeps 11
+	// bits but turns magnitudes above 65504 into ±Inf (which a server
+	// rejects as non-finite unless the variable allows it) and those below
+	// about 6e-8 into 0. Pulls are always exact.
+	GradientEncoding string
 	// Keepalive is the ping interval and timeout on connections with calls
 	// in flight (see DefaultKeepalive). Zero means DefaultKeepalive; a
 	// negative value turns pings off. Values below 10s are raised to 10s,
@@ -170,7 +181,30 @@ func (c ServerConfig) resolve() (common, error) {
 	return resolveCommon(c.ChunkBytes, c.WindowBytes, c.ReadBufferBytes, c.WriteBufferBytes, c.MaxMessageBytes, c.MaxTensorBytes, c.Logger)
 }
 
+// The values of DialerConfig.GradientEncoding.
+const (
+	EncodingFloat32 = "float32"
+	EncodingBF16    = "bf16"
+	EncodingFP16    = "fp16"
+)
+
+// valueEncoding maps DialerConfig.GradientEncoding to the wire's enum.
+func valueEncoding(name string) (pb.ValueEncoding, error) {
+	switch name {
+	case "", EncodingFloat32:
+		return pb.ValueEncoding_VALUE_ENCODING_FLOAT32, nil
+	case EncodingBF16:
+		return pb.ValueEncoding_VALUE_ENCODING_BF16, nil
+	case EncodingFP16:
+		return pb.ValueEncoding_VALUE_ENCODING_FP16, nil
+	}
+	return 0, fmt.Errorf("grpctransport: unknown GradientEncoding %q (want %q, %q or %q)", name, EncodingFloat32, EncodingBF16, EncodingFP16)
+}
+
 func (c DialerConfig) resolve() (common, error) {
+	if _, err := valueEncoding(c.GradientEncoding); err != nil {
+		return common{}, err
+	}
 	switch c.Compression {
 	case "", CompressionNone:
 	default:

@@ -179,11 +179,17 @@ func pushHeader(req *ps.PushRequest) (*pb.PushHeader, [][]float32) {
 
 // pushFromHeader is pullFromHeader for pushes.
 func pushFromHeader(h *pb.PushHeader, maxBytes int64) (*ps.PushRequest, []float32, error) {
+	return pushFromHeaderAlloc(h, maxBytes, func(n int) []float32 { return make([]float32, n) })
+}
+
+// pushFromHeaderAlloc is pushFromHeader with the backing array from alloc,
+// which must return n elements (of any contents: the frames overwrite all).
+func pushFromHeaderAlloc(h *pb.PushHeader, maxBytes int64, alloc func(n int) []float32) (*ps.PushRequest, []float32, error) {
 	total, err := totalValues(len(h.GetParts()), func(i int) int64 { return h.Parts[i].GetNumValues() }, maxBytes)
 	if err != nil {
 		return nil, nil, err
 	}
-	backing := make([]float32, total)
+	backing := alloc(int(total))
 	req := &ps.PushRequest{ClientID: h.GetClientId(), Seq: h.GetSeq(), Worker: int(h.GetWorker()), Clock: h.GetClock()}
 	if len(h.GetParts()) > 0 {
 		req.Parts = make([]ps.PushPart, len(h.Parts))

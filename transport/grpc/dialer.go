@@ -25,6 +25,9 @@ type Dialer struct {
 	c      common
 	cfgErr error
 	opts   []grpc.DialOption
+	enc    pb.ValueEncoding
+	// pushElems is the values per Push frame: ChunkBytes of the encoding.
+	pushElems int
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -62,6 +65,8 @@ func NewDialer(cfg DialerConfig) *Dialer {
 	if d.cfg.ConnsPerPeer == 0 {
 		d.cfg.ConnsPerPeer = 1
 	}
+	d.enc, _ = valueEncoding(cfg.GradientEncoding) // checked by resolve
+	d.pushElems = d.c.chunkElems * 4 / valueBytes(d.enc)
 	callOpts := []grpc.CallOption{
 		grpc.ForceCodecV2(newCodec()),
 		grpc.MaxCallRecvMsgSize(d.c.maxMessageBytes),
@@ -255,12 +260,13 @@ func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRespons
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	header, vals := pushHeader(req)
+	header.Encoding = c.d.enc
 	desc := &pb.ParameterServer_ServiceDesc.Streams[1]
 	var total int
 	for _, v := range vals {
 		total += len(v)
 	}
-	if total <= c.d.c.chunkElems {
+	if total <= c.d.pushElems {
 		// One frame: send it as a unary call would, with END_STREAM on
 		// the message itself, which saves a frame and a wake-up per small
 		// push. The server's stream handler sees one message, then EOF.
@@ -270,7 +276,10 @@ func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRespons
 	if err != nil {
 		return nil, c.fail(ctx, "push", err)
 	}
-	err = sendFrames(header, vals, c.d.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
+	err = sendFrames(header, vals, c.d.pushElems, func(f *frameOut) error {
+		f.enc = c.d.enc
+		return stream.SendMsg(f)
+	})
 	// io.EOF means the server ended the call early; its status follows.
 	if err != nil && err != io.EOF {
 		return nil, c.fail(ctx, "push", err)

@@ -28,12 +28,20 @@ type Server struct {
 	gs      *grpc.Server
 	stopped chan struct{}
 	once    sync.Once
+	// recycle says svc keeps no reference to a pushed gradient once Push
+	// returned successfully, so the handler may reuse its backing array.
+	recycle bool
 }
 
 // NewServer returns a server for svc. It does not listen; call Serve. An
 // invalid cfg is reported by Serve.
 func NewServer(svc ps.Service, cfg ServerConfig) *Server {
 	s := &Server{svc: svc, cfg: cfg, stopped: make(chan struct{})}
+	// ps.Server copies what it keeps of a gradient (the sync-mode sum, a
+	// replication op buffered out of order) and returns from a successful
+	// Push only after every replica received the op. Another Service may
+	// retain req's slices, so its pushes get fresh arrays.
+	_, s.recycle = svc.(*ps.Server)
 	s.c, s.cfgErr = cfg.resolve()
 	if s.cfgErr != nil {
 		return s
@@ -137,22 +145,52 @@ func (h *handler) Pull(req *pb.PullRequest, stream grpc.ServerStreamingServer[pb
 }
 
 func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushResponse]) error {
-	var req *ps.PushRequest
+	var (
+		req     *ps.PushRequest
+		backing []float32
+		pooled  bool
+	)
 	in := &frameIn{header: &pb.PushHeader{}, maxHeader: h.s.c.maxMessageBytes}
 	in.onHeader = func() ([]float32, error) {
-		r, backing, err := pushFromHeader(in.header.(*pb.PushHeader), h.s.c.maxTensorBytes)
-		req = r
-		return backing, err
+		alloc := func(n int) []float32 { return make([]float32, n) }
+		if h.s.recycle {
+			alloc = func(n int) []float32 {
+				var b []float32
+				b, pooled = gradPool.get(n)
+				return b
+			}
+		}
+		hdr := in.header.(*pb.PushHeader)
+		switch in.enc = hdr.GetEncoding(); in.enc {
+		case pb.ValueEncoding_VALUE_ENCODING_FLOAT32, pb.ValueEncoding_VALUE_ENCODING_BF16, pb.ValueEncoding_VALUE_ENCODING_FP16:
+		default:
+			return nil, ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", int32(in.enc))
+		}
+		r, b, err := pushFromHeaderAlloc(hdr, h.s.c.maxTensorBytes, alloc)
+		req, backing = r, b
+		return b, err
+	}
+	// Before svc.Push is called nobody else has seen backing; after, only
+	// a successful Push of a service known not to retain it (s.recycle)
+	// gives it back. A failed one may have been cut off by the context
+	// while a replica's stream was still reading it.
+	recycle := func() {
+		if pooled {
+			gradPool.put(backing)
+			pooled = false
+		}
 	}
 	for {
 		err := stream.RecvMsg(in)
 		if in.err != nil {
+			recycle()
 			return toStatus(fmt.Errorf("push: %w", in.err))
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			recycle()
 			return err
 		}
 	}
@@ -160,12 +198,14 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream without header"))
 	}
 	if in.next != int64(len(in.dst)) {
+		recycle()
 		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream ended after %d of %d values", in.next, len(in.dst)))
 	}
 	resp, err := h.s.svc.Push(stream.Context(), req)
 	if err != nil {
 		return toStatus(err)
 	}
+	recycle()
 	if resp == nil {
 		return status.Error(codes.Internal, "service returned no response")
 	}

@@ -32,6 +32,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ValueEncoding is how a Push's gradient values are laid out in the frames'
+// data. The server widens them to float32 before the service sees them.
+type ValueEncoding int32
+
+const (
+	// 4 bytes per value: little-endian IEEE float32 (exact).
+	ValueEncoding_VALUE_ENCODING_FLOAT32 ValueEncoding = 0
+	// 2 bytes per value: little-endian bfloat16 (float32's range, 8 bits of
+	// mantissa; rounded to nearest, ties to even).
+	ValueEncoding_VALUE_ENCODING_BF16 ValueEncoding = 1
+	// 2 bytes per value: little-endian IEEE binary16 (11 bits of mantissa,
+	// range ±65504; rounded to nearest, ties to even).
+	ValueEncoding_VALUE_ENCODING_FP16 ValueEncoding = 2
+)
+
+// Enum value maps for ValueEncoding.
+var (
+	ValueEncoding_name = map[int32]string{
+		0: "VALUE_ENCODING_FLOAT32",
+		1: "VALUE_ENCODING_BF16",
+		2: "VALUE_ENCODING_FP16",
+	}
+	ValueEncoding_value = map[string]int32{
+		"VALUE_ENCODING_FLOAT32": 0,
+		"VALUE_ENCODING_BF16":    1,
+		"VALUE_ENCODING_FP16":    2,
+	}
+)
+
+func (x ValueEncoding) Enum() *ValueEncoding {
+	p := new(ValueEncoding)
+	*p = x
+	return p
+}
+
+func (x ValueEncoding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ValueEncoding) Descriptor() protoreflect.EnumDescriptor {
+	return file_flowps_proto_enumTypes[0].Descriptor()
+}
+
+func (ValueEncoding) Type() protoreflect.EnumType {
+	return &file_flowps_proto_enumTypes[0]
+}
+
+func (x ValueEncoding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ValueEncoding.Descriptor instead.
+func (ValueEncoding) EnumDescriptor() ([]byte, []int) {
+	return file_flowps_proto_rawDescGZIP(), []int{0}
+}
+
 type Initializer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -965,12 +1021,15 @@ func (x *PushPartHeader) GetStep() int64 {
 }
 
 type PushHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Worker        int64                  `protobuf:"varint,3,opt,name=worker,proto3" json:"worker,omitempty"`
-	Clock         int64                  `protobuf:"varint,4,opt,name=clock,proto3" json:"clock,omitempty"`
-	Parts         []*PushPartHeader      `protobuf:"bytes,5,rep,name=parts,proto3" json:"parts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Seq      uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Worker   int64                  `protobuf:"varint,3,opt,name=worker,proto3" json:"worker,omitempty"`
+	Clock    int64                  `protobuf:"varint,4,opt,name=clock,proto3" json:"clock,omitempty"`
+	Parts    []*PushPartHeader      `protobuf:"bytes,5,rep,name=parts,proto3" json:"parts,omitempty"`
+	// encoding of the gradient values in the frames' data; offsets and
+	// num_values still count values, not bytes.
+	Encoding      ValueEncoding `protobuf:"varint,6,opt,name=encoding,proto3,enum=flowps.v1.ValueEncoding" json:"encoding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,7 +1099,15 @@ func (x *PushHeader) GetParts() []*PushPartHeader {
 	return nil
 }
 
-// PushFrame is one message of a Push's request stream, laid out as PullFrame.
+func (x *PushHeader) GetEncoding() ValueEncoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return ValueEncoding_VALUE_ENCODING_FLOAT32
+}
+
+// PushFrame is one message of a Push's request stream, laid out as PullFrame
+// (with 2 bytes per value when the header's encoding says so).
 type PushFrame struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *PushHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1225,20 +1292,25 @@ const file_flowps_proto_rawDesc = "" +
 	"\bhas_grad\x18\x04 \x01(\bR\ahasGrad\x12\x1d\n" +
 	"\n" +
 	"num_values\x18\x05 \x01(\x03R\tnumValues\x12\x12\n" +
-	"\x04step\x18\x06 \x01(\x03R\x04step\"\x9a\x01\n" +
+	"\x04step\x18\x06 \x01(\x03R\x04step\"\xd0\x01\n" +
 	"\n" +
 	"PushHeader\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06worker\x18\x03 \x01(\x03R\x06worker\x12\x14\n" +
 	"\x05clock\x18\x04 \x01(\x03R\x05clock\x12/\n" +
-	"\x05parts\x18\x05 \x03(\v2\x19.flowps.v1.PushPartHeaderR\x05parts\"f\n" +
+	"\x05parts\x18\x05 \x03(\v2\x19.flowps.v1.PushPartHeaderR\x05parts\x124\n" +
+	"\bencoding\x18\x06 \x01(\x0e2\x18.flowps.v1.ValueEncodingR\bencoding\"f\n" +
 	"\tPushFrame\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.flowps.v1.PushHeaderR\x06header\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"*\n" +
 	"\fPushResponse\x12\x1a\n" +
-	"\bversions\x18\x01 \x03(\x03R\bversions2\xc1\x01\n" +
+	"\bversions\x18\x01 \x03(\x03R\bversions*]\n" +
+	"\rValueEncoding\x12\x1a\n" +
+	"\x16VALUE_ENCODING_FLOAT32\x10\x00\x12\x17\n" +
+	"\x13VALUE_ENCODING_BF16\x10\x01\x12\x17\n" +
+	"\x13VALUE_ENCODING_FP16\x10\x022\xc1\x01\n" +
 	"\x0fParameterServer\x12=\n" +
 	"\x06Create\x12\x18.flowps.v1.CreateRequest\x1a\x19.flowps.v1.CreateResponse\x126\n" +
 	"\x04Pull\x12\x16.flowps.v1.PullRequest\x1a\x14.flowps.v1.PullFrame0\x01\x127\n" +
@@ -1256,49 +1328,52 @@ func file_flowps_proto_rawDescGZIP() []byte {
 	return file_flowps_proto_rawDescData
 }
 
+var file_flowps_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_flowps_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_flowps_proto_goTypes = []any{
-	(*Initializer)(nil),      // 0: flowps.v1.Initializer
-	(*OptimizerSpec)(nil),    // 1: flowps.v1.OptimizerSpec
-	(*Consistency)(nil),      // 2: flowps.v1.Consistency
-	(*VariableSpec)(nil),     // 3: flowps.v1.VariableSpec
-	(*CreateRequest)(nil),    // 4: flowps.v1.CreateRequest
-	(*CreateResponse)(nil),   // 5: flowps.v1.CreateResponse
-	(*PartKey)(nil),          // 6: flowps.v1.PartKey
-	(*PullPart)(nil),         // 7: flowps.v1.PullPart
-	(*PullRequest)(nil),      // 8: flowps.v1.PullRequest
-	(*PartValuesHeader)(nil), // 9: flowps.v1.PartValuesHeader
-	(*PullHeader)(nil),       // 10: flowps.v1.PullHeader
-	(*PullFrame)(nil),        // 11: flowps.v1.PullFrame
-	(*PushPartHeader)(nil),   // 12: flowps.v1.PushPartHeader
-	(*PushHeader)(nil),       // 13: flowps.v1.PushHeader
-	(*PushFrame)(nil),        // 14: flowps.v1.PushFrame
-	(*PushResponse)(nil),     // 15: flowps.v1.PushResponse
+	(ValueEncoding)(0),       // 0: flowps.v1.ValueEncoding
+	(*Initializer)(nil),      // 1: flowps.v1.Initializer
+	(*OptimizerSpec)(nil),    // 2: flowps.v1.OptimizerSpec
+	(*Consistency)(nil),      // 3: flowps.v1.Consistency
+	(*VariableSpec)(nil),     // 4: flowps.v1.VariableSpec
+	(*CreateRequest)(nil),    // 5: flowps.v1.CreateRequest
+	(*CreateResponse)(nil),   // 6: flowps.v1.CreateResponse
+	(*PartKey)(nil),          // 7: flowps.v1.PartKey
+	(*PullPart)(nil),         // 8: flowps.v1.PullPart
+	(*PullRequest)(nil),      // 9: flowps.v1.PullRequest
+	(*PartValuesHeader)(nil), // 10: flowps.v1.PartValuesHeader
+	(*PullHeader)(nil),       // 11: flowps.v1.PullHeader
+	(*PullFrame)(nil),        // 12: flowps.v1.PullFrame
+	(*PushPartHeader)(nil),   // 13: flowps.v1.PushPartHeader
+	(*PushHeader)(nil),       // 14: flowps.v1.PushHeader
+	(*PushFrame)(nil),        // 15: flowps.v1.PushFrame
+	(*PushResponse)(nil),     // 16: flowps.v1.PushResponse
 }
 var file_flowps_proto_depIdxs = []int32{
-	0,  // 0: flowps.v1.VariableSpec.init:type_name -> flowps.v1.Initializer
-	1,  // 1: flowps.v1.VariableSpec.optimizer:type_name -> flowps.v1.OptimizerSpec
-	2,  // 2: flowps.v1.VariableSpec.consistency:type_name -> flowps.v1.Consistency
-	3,  // 3: flowps.v1.CreateRequest.spec:type_name -> flowps.v1.VariableSpec
-	6,  // 4: flowps.v1.PullPart.key:type_name -> flowps.v1.PartKey
-	7,  // 5: flowps.v1.PullRequest.parts:type_name -> flowps.v1.PullPart
-	6,  // 6: flowps.v1.PartValuesHeader.key:type_name -> flowps.v1.PartKey
-	9,  // 7: flowps.v1.PullHeader.parts:type_name -> flowps.v1.PartValuesHeader
-	10, // 8: flowps.v1.PullFrame.header:type_name -> flowps.v1.PullHeader
-	6,  // 9: flowps.v1.PushPartHeader.key:type_name -> flowps.v1.PartKey
-	12, // 10: flowps.v1.PushHeader.parts:type_name -> flowps.v1.PushPartHeader
-	13, // 11: flowps.v1.PushFrame.header:type_name -> flowps.v1.PushHeader
-	4,  // 12: flowps.v1.ParameterServer.Create:input_type -> flowps.v1.CreateRequest
-	8,  // 13: flowps.v1.ParameterServer.Pull:input_type -> flowps.v1.PullRequest
-	14, // 14: flowps.v1.ParameterServer.Push:input_type -> flowps.v1.PushFrame
-	5,  // 15: flowps.v1.ParameterServer.Create:output_type -> flowps.v1.CreateResponse
-	11, // 16: flowps.v1.ParameterServer.Pull:output_type -> flowps.v1.PullFrame
-	15, // 17: flowps.v1.ParameterServer.Push:output_type -> flowps.v1.PushResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 0: flowps.v1.VariableSpec.init:type_name -> flowps.v1.Initializer
+	2,  // 1: flowps.v1.VariableSpec.optimizer:type_name -> flowps.v1.OptimizerSpec
+	3,  // 2: flowps.v1.VariableSpec.consistency:type_name -> flowps.v1.Consistency
+	4,  // 3: flowps.v1.CreateRequest.spec:type_name -> flowps.v1.VariableSpec
+	7,  // 4: flowps.v1.PullPart.key:type_name -> flowps.v1.PartKey
+	8,  // 5: flowps.v1.PullRequest.parts:type_name -> flowps.v1.PullPart
+	7,  // 6: flowps.v1.PartValuesHeader.key:type_name -> flowps.v1.PartKey
+	10, // 7: flowps.v1.PullHeader.parts:type_name -> flowps.v1.PartValuesHeader
+	11, // 8: flowps.v1.PullFrame.header:type_name -> flowps.v1.PullHeader
+	7,  // 9: flowps.v1.PushPartHeader.key:type_name -> flowps.v1.PartKey
+	13, // 10: flowps.v1.PushHeader.parts:type_name -> flowps.v1.PushPartHeader
+	0,  // 11: flowps.v1.PushHeader.encoding:type_name -> flowps.v1.ValueEncoding
+	14, // 12: flowps.v1.PushFrame.header:type_name -> flowps.v1.PushHeader
+	5,  // 13: flowps.v1.ParameterServer.Create:input_type -> flowps.v1.CreateRequest
+	9,  // 14: flowps.v1.ParameterServer.Pull:input_type -> flowps.v1.PullRequest
+	15, // 15: flowps.v1.ParameterServer.Push:input_type -> flowps.v1.PushFrame
+	6,  // 16: flowps.v1.ParameterServer.Create:output_type -> flowps.v1.CreateResponse
+	12, // 17: flowps.v1.ParameterServer.Pull:output_type -> flowps.v1.PullFrame
+	16, // 18: flowps.v1.ParameterServer.Push:output_type -> flowps.v1.PushResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_flowps_proto_init() }
@@ -1311,13 +1386,14 @@ func file_flowps_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flowps_proto_rawDesc), len(file_flowps_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_flowps_proto_goTypes,
 		DependencyIndexes: file_flowps_proto_depIdxs,
+		EnumInfos:         file_flowps_proto_enumTypes,
 		MessageInfos:      file_flowps_proto_msgTypes,
 	}.Build()
 	File_flowps_proto = out.File
