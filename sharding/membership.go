@@ -86,6 +86,11 @@ type profile struct {
 	// attempts; opTimeout bounds Leave and UpdateSelf when ctx has no
 	// deadline.
 	joinBackoff, maxJoinBackoff, opTimeout time.Duration
+	// reconnectEvery is how often failed members (and, when this node is
+	// alone, the seeds) are contacted again, so that the two sides of a
+	// healed network partition merge; reconnectFor is how long a failed
+	// member keeps being tried.
+	reconnectEvery, reconnectFor time.Duration
 }
 
 var profiles = map[string]profile{
@@ -96,7 +101,8 @@ var profiles = map[string]profile{
 			return c
 		},
 		joinBackoff: 200 * time.Millisecond, maxJoinBackoff: 5 * time.Second,
-		opTimeout: 5 * time.Second,
+		opTimeout:      5 * time.Second,
+		reconnectEvery: 10 * time.Second, reconnectFor: 24 * time.Hour,
 	},
 	ProfileLocal: {
 		ml: func() *memberlist.Config {
@@ -115,7 +121,8 @@ var profiles = map[string]profile{
 			return c
 		},
 		joinBackoff: 50 * time.Millisecond, maxJoinBackoff: time.Second,
-		opTimeout: 2 * time.Second,
+		opTimeout:      2 * time.Second,
+		reconnectEvery: time.Second, reconnectFor: 10 * time.Minute,
 	},
 }
 
@@ -143,9 +150,14 @@ type Membership struct {
 	// memberlist.
 	mu      sync.Mutex
 	members map[string]Member
-	epoch   uint64
-	subs    map[chan View]struct{}
-	ended   bool // subscribers closed; no more views
+	// failed holds members that failed (not left), by name, with their
+	// gossip address and when they failed, for the reconnect loop.
+	failed map[string]failedMember
+	// joined are the seeds a Join reached, tried again while alone.
+	joined []string
+	epoch  uint64
+	subs   map[chan View]struct{}
+	ended  bool // subscribers closed; no more views
 
 	// lifeMu serialises Leave and UpdateSelf with Shutdown (memberlist
 	// panics on Leave after Shutdown).
@@ -215,6 +227,7 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		self:    self,
 		meta:    meta,
 		members: make(map[string]Member),
+		failed:  make(map[string]failedMember),
 		subs:    make(map[chan View]struct{}),
 		done:    make(chan struct{}),
 	}
@@ -243,6 +256,8 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 	m.metaMu.Lock()
 	m.self.Gossip = ml.LocalNode().Address()
 	m.metaMu.Unlock()
+	m.wg.Add(1)
+	go m.reconnectLoop()
 	logger.Debug("gossip started", "bind", cfg.BindAddr, "advertise", ml.LocalNode().Address(), "profile", cfg.Profile)
 	return m, nil
 }
@@ -381,6 +396,9 @@ func (m *Membership) Join(ctx context.Context, seeds []string) (int, error) {
 				m.log.Warn("some seeds did not answer", "seeds", seeds, "answered", n, "err", err)
 			}
 			m.log.Info("joined cluster", "seeds", seeds, "answered", n, "attempts", attempt)
+			m.mu.Lock()
+			m.joined = seeds
+			m.mu.Unlock()
 			return n, nil
 		}
 		if isCtxErr(ctx, err) {
@@ -683,6 +701,9 @@ func (h *hooks) NotifyLeave(n *memberlist.Node) {
 		return
 	}
 	delete(m.members, n.Name)
+	if how == "failed" {
+		m.failed[n.Name] = failedMember{addr: n.Address(), since: time.Now()}
+	}
 	m.publishLocked()
 	m.log.Info("member "+how, "member", n.Name, "epoch", m.epoch)
 }
@@ -703,6 +724,7 @@ func (m *Membership) upsert(n *memberlist.Node, event string) {
 		}
 		return
 	}
+	delete(m.failed, n.Name)
 	if had && old == mem {
 		return
 	}
@@ -741,4 +763,54 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		w.log.Log(context.Background(), level, s)
 	}
 	return len(p), nil
+}
+
+// failedMember is a member that failed, kept for the reconnect loop.
+type failedMember struct {
+	addr  string
+	since time.Time
+}
+
+// reconnectLoop contacts failed members, and the seeds while this node is
+// alone, every reconnectEvery. memberlist never dials a dead node again by
+// itself, so without this the two sides of a network partition that heals
+// would each go on believing the other dead. It ends with Shutdown.
+func (m *Membership) reconnectLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.prof.reconnectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var addrs []string
+		for name, f := range m.failed {
+			if time.Since(f.since) > m.prof.reconnectFor {
+				delete(m.failed, name)
+				continue
+			}
+			addrs = append(addrs, f.addr)
+		}
+		if len(m.members) <= 1 {
+			addrs = append(addrs, m.joined...)
+		}
+		m.mu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		m.lifeMu.Lock()
+		closed := m.closed
+		m.lifeMu.Unlock()
+		if closed {
+			return
+		}
+		if n, err := m.ml.Join(addrs); n > 0 {
+			m.log.Info("reconnected", "contacted", n, "tried", addrs)
+		} else {
+			m.log.Debug("reconnect failed", "tried", addrs, "err", err)
+		}
+	}
 }

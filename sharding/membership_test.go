@@ -456,3 +456,32 @@ func TestSlogWriterLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestMembershipReconnectsFailedMember: a member that failed and comes back
+// at the same address without joining anyone (as after a network partition
+// heals, when each side believes the other dead) is merged back by the
+// others' reconnect loop.
+func TestMembershipReconnectsFailedMember(t *testing.T) {
+	nodes, _ := cluster(t, 3, nil)
+	gone := nodes[2]
+	addr := gone.Self().Gossip
+	if err := gone.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "failure seen", func() bool { return sees(nodes[0], "n1", "n2") && sees(nodes[1], "n1", "n2") })
+	back, err := NewMembership(MembershipConfig{
+		Self:     Member{ID: "n3", Role: RolePS, Addr: "127.0.0.1:1", Host: "h"},
+		BindAddr: addr,
+		Profile:  testProfile,
+		Logger:   testLogger(),
+	})
+	if err != nil {
+		t.Fatalf("restart n3 at %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = back.Shutdown() })
+	// n3 calls no Join: only the others' reconnect loop can merge it.
+	took := waitFor(t, 10*time.Second, "reconnect", func() bool {
+		return sees(nodes[0], "n1", "n2", "n3") && sees(back, "n1", "n2", "n3")
+	})
+	t.Logf("failed member merged back %v after it came back", took)
+}
