@@ -321,7 +321,7 @@ func (s *Server) SetView(v sharding.View) {
 		if owners := r.owners(view, p.key); len(owners) == 0 || owners[0].ID != s.cfg.ID {
 			p.mu.Lock()
 			if p.active {
-				p.active = false
+				p.setActiveLocked(false)
 				s.log.Info("no longer primary", "key", p.key.String(), "epoch", view.Epoch)
 			}
 			p.mu.Unlock()
@@ -681,7 +681,7 @@ func (r *replication) doTakeover(ctx context.Context, key PartKey, spec *Variabl
 	}
 	p.baseTerm, p.baseLSN = p.term, p.lsn
 	p.term = term
-	p.active = true
+	p.setActiveLocked(true)
 	r.mu.Lock()
 	delete(r.promises, key)
 	r.st.Takeovers++
@@ -713,7 +713,7 @@ func (r *replication) promiseLocal(key PartKey, term Term) bool {
 		}
 		p.promised = term
 		if term.ID != r.s.cfg.ID {
-			p.active = false
+			p.setActiveLocked(false)
 		}
 		return true
 	}
@@ -801,7 +801,7 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 		} else {
 			p.promised = *f
 			if f.ID != s.cfg.ID && p.active {
-				p.active = false
+				p.setActiveLocked(false)
 				s.log.Info("fenced: no longer primary", "key", p.key.String(), "by", f.String())
 			}
 		}
@@ -886,7 +886,8 @@ func (s *Server) Install(ctx context.Context, req *InstallRequest) (*InstallResp
 		return &InstallResponse{Promised: p.promised}, nil
 	}
 	p.installLocked(np)
-	p.promised, p.active = req.Term, false
+	p.promised = req.Term
+	p.setActiveLocked(false)
 	s.drainPendingLocked(p)
 	p.wakeLocked()
 	s.log.Debug("installed replica", "key", key.String(), "from", req.From, "term", req.Term.String(), "lsn", np.lsn)
@@ -908,7 +909,8 @@ func (s *Server) relabel(req *InstallRequest) *InstallResponse {
 	if p.term != req.BaseTerm || p.lsn != req.BaseLSN {
 		return &InstallResponse{NeedFull: true, Promised: p.promised}
 	}
-	p.term, p.promised, p.active = req.Term, req.Term, false
+	p.term, p.promised = req.Term, req.Term
+	p.setActiveLocked(false)
 	s.drainPendingLocked(p)
 	p.wakeLocked()
 	return &InstallResponse{Accepted: true}

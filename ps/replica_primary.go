@@ -192,7 +192,7 @@ func (r *replication) depose(key PartKey, promised Term) {
 		p.promised = promised
 	}
 	if p.active && p.promised.ID != r.s.cfg.ID {
-		p.active = false
+		p.setActiveLocked(false)
 		r.s.log.Info("deposed", "key", key.String(), "by", promised.String())
 	}
 }
@@ -430,7 +430,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	var errs []error
 	for _, p := range s.hosted() {
 		p.mu.Lock()
-		p.active = false
+		p.setActiveLocked(false)
 		st := p.snapshotLocked()
 		p.mu.Unlock()
 		var wg sync.WaitGroup

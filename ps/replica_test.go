@@ -567,3 +567,83 @@ func TestNoFreshCopyWhileStableMembersAreMissing(t *testing.T) {
 		t.Fatalf("create with a stable member missing: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSyncStepSurvivesPrimaryChange: in sync mode with two workers,
+// worker 0 pushes step 0 and waits in a pull for version 1; then the
+// primary dies (kill) or placement hands the partition to a joining server
+// (join, where the old primary stays up and must release the waiting
+// pull). Worker 1's push for step 0 completes the step on the new primary,
+// which holds worker 0's replicated gradient, and worker 0 reads the exact
+// mean.
+func TestSyncStepSurvivesPrimaryChange(t *testing.T) {
+	for _, how := range []string{"kill", "join"} {
+		t.Run(how, func(t *testing.T) {
+			r := 2
+			if how == "join" {
+				r = 1
+			}
+			c := newRCluster(t, 3, r)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			name := "s"
+			if how == "join" {
+				// A variable whose primary will be the joining ps-3. With
+				// r = 1 the old primary keeps no copy, so only its
+				// demotion (not a replicated op) can release the pull.
+				four := append(slices.Clone(c.members.Members), member("ps-3"))
+				for i := 0; ; i++ {
+					name = fmt.Sprintf("s%d", i)
+					if sharding.Place(name+"/0", four, 1)[0].ID == "ps-3" {
+						break
+					}
+				}
+			}
+			spec := ps.VariableSpec{Name: name, Shape: []int64{4},
+				Init:        ps.Initializer{Kind: ps.InitConstant, Value: 10},
+				Optimizer:   ps.OptimizerSpec{Kind: ps.OptSGD, LR: 1},
+				Consistency: ps.Consistency{Mode: ps.Sync, Workers: 2}}
+			w0, w1 := c.client("w0", 0), c.client("w1", 1)
+			for _, w := range []*ps.Client{w0, w1} {
+				if err := w.CreateVariable(ctx, spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w0.Push(ctx, name, []float32{1, 2, 3, 4}, 0); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, 4)
+			done := make(chan error, 1)
+			go func() {
+				// Bounded well below ctx: the pull must be released
+				// promptly, not when its context ends.
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				_, err := w0.Pull(pctx, name, got, 1)
+				done <- err
+			}()
+			primary := c.owners(ps.PartKey{Var: name})[0].ID
+			old := c.servers[primary]
+			waitFor(t, 5*time.Second, "the pull to wait", func() error {
+				if old.Stats().StalenessWaits == 0 {
+					return errors.New("not waiting yet")
+				}
+				return nil
+			})
+			if how == "kill" {
+				c.kill(primary)
+			} else {
+				c.start("ps-3")
+				c.setViewAll()
+			}
+			if err := w1.Push(ctx, name, []float32{3, 2, 1, 0}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if want := []float32{8, 8, 8, 8}; !slices.Equal(got, want) {
+				t.Fatalf("after the step: %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -169,6 +169,23 @@ type partition struct {
 	// synced records, per replica address, the last term for which the
 	// replica confirmed every op sent to it (primary side).
 	synced map[string]Term
+	// demoted is closed when the partition stops being active, so pulls
+	// waiting on it give up with ErrNotOwner and retry on the new primary.
+	demoted chan struct{}
+}
+
+// setActiveLocked marks the partition (in)active; p.mu must be held.
+func (p *partition) setActiveLocked(active bool) {
+	if active == p.active {
+		return
+	}
+	p.active = active
+	if active {
+		p.demoted = make(chan struct{})
+	} else if p.demoted != nil {
+		close(p.demoted)
+		p.demoted = nil
+	}
 }
 
 var _ Service = (*Server)(nil)
@@ -505,6 +522,10 @@ func (s *Server) pull(ctx context.Context, req *PullRequest) (*PullResponse, err
 func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, pp PullPart) (PartValues, error) {
 	id := WaitID(s.waitID.Add(1))
 	p.mu.Lock()
+	if s.repl != nil && !p.active {
+		p.mu.Unlock()
+		return PartValues{}, Errorf(ErrNotOwner, "pull %s on %s: no longer the primary", p.key, s.cfg.ID)
+	}
 	ready, err := p.cm.Pull(id, req.Worker, req.Clock, pp.MinVersion)
 	if err != nil {
 		p.mu.Unlock()
@@ -513,6 +534,7 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 	if !ready {
 		ch := make(chan struct{})
 		p.waiters[id] = ch
+		demoted := p.demoted // nil (never ready) without replication
 		p.mu.Unlock()
 		s.st.stalenessWaits.Add(1)
 		start := time.Now()
@@ -523,6 +545,8 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 			werr = ctx.Err()
 		case <-s.done:
 			werr = ErrClosed
+		case <-demoted:
+			werr = Errorf(ErrNotOwner, "no longer the primary")
 		}
 		s.st.waitNanos.Add(uint64(time.Since(start)))
 		p.mu.Lock()

@@ -158,7 +158,7 @@ func (s *Server) Restore(st *PartitionState) error {
 	if old, ok := s.parts[p.key]; ok {
 		old.mu.Lock()
 		old.installLocked(p)
-		old.active = false
+		old.setActiveLocked(false)
 		old.mu.Unlock()
 		return nil
 	}
