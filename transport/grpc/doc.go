@@ -104,4 +104,12 @@
 // per 16 KiB frame instead of one copy), the zero-copy codec and the
 // non-zeroing receive pool (kept). DefaultChunkBytes, DefaultWindowBytes
 // and DefaultBufferBytes are those choices.
+//
+// Replication. A Server whose Service also implements ps.Replicator (a
+// ps.Server with replication on) serves the flowps.v1.Replication service
+// beside ParameterServer once RegisterReplication is called (before Serve);
+// the Services a Dialer returns implement ps.Replicator, so servers reach
+// each other with the same Dialer. See replica.go for the envelope format.
+// BenchmarkReplicatedPush (4 MiB dense push, loopback, load average ≈ 11):
+// r=1 about 4.8 ms, r=2 about 17.7 ms per acknowledged push.
 package grpctransport
