@@ -228,7 +228,7 @@ func (c *config) consistency() ps.Consistency {
 // i+1 with a chief), --workers (workers plus chief: the count sync mode
 // aggregates), --join (the ps tasks, the gossip seeds) and --gossip (this
 // task's own TF_CONFIG address). A ps or evaluator task is an error: those
-// do not run the trainer.
+// do not run the trainer. With --local only --workers is taken.
 func (c *config) applyTFConfig(fs *flag.FlagSet) error {
 	tc, err := tfconfig.FromEnv()
 	if err != nil || tc == nil {
@@ -244,10 +244,13 @@ func (c *config) applyTFConfig(fs *flag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	values := map[string]string{"rank": strconv.Itoa(rank), "workers": strconv.Itoa(tc.Workers())}
+	values := map[string]string{"workers": strconv.Itoa(tc.Workers())}
 	local := false
 	fs.Visit(func(f *flag.Flag) { local = local || f.Name == "local" })
+	// --local runs every rank in this process: only the worker count
+	// applies.
 	if !local {
+		values["rank"] = strconv.Itoa(rank)
 		seeds := tc.PSSeeds()
 		if len(seeds) == 0 {
 			return fmt.Errorf("$TF_CONFIG (task %s) lists no ps tasks to join: add ps tasks, or give --join or --local", tc.ID())
