@@ -58,9 +58,27 @@ func (g *convGeom) im2col(x []float32, b0, nb int, cols []float32) {
 						clear(dst)
 						continue
 					}
-					clear(dst[:k0*g.c])
-					n := copy(dst[k0*g.c:], img[(iy*g.w+ix0)*g.c:(iy*g.w+ix1)*g.c])
-					clear(dst[k0*g.c+n:])
+					src := img[(iy*g.w+ix0)*g.c : (iy*g.w+ix1)*g.c]
+					lo := k0 * g.c
+					if rowLen <= 16 {
+						// Few channels (the first layer): calls to
+						// memmove and memclr would cost more than the
+						// handful of values they move.
+						for i := range lo {
+							dst[i] = 0
+						}
+						d := dst[lo : lo+len(src)]
+						for i, v := range src {
+							d[i] = v
+						}
+						for i := lo + len(src); i < rowLen; i++ {
+							dst[i] = 0
+						}
+						continue
+					}
+					clear(dst[:lo])
+					n := copy(dst[lo:], src)
+					clear(dst[lo+n:])
 				}
 			}
 		}

@@ -108,9 +108,15 @@ func (r *runState) run(parent context.Context, args RunArgs, start time.Time) (*
 		r.finishLocked(fi, false)
 	}
 	r.ready = append(r.ready, p.roots...)
-	if len(p.recvs) > 0 {
+	switch {
+	case len(p.recvs) > 1 && r.s.cfg.SplitPulls:
+		for j := range p.recvs {
+			r.async.Add(1)
+			go r.pullDense(ctx, p.recvs[j:j+1])
+		}
+	case len(p.recvs) > 0:
 		r.async.Add(1)
-		go r.pullDense(ctx)
+		go r.pullDense(ctx, p.recvs)
 	}
 	r.mu.Unlock()
 
@@ -314,13 +320,14 @@ func (r *runState) release(in int) {
 	}
 }
 
-// pullDense fetches every dense variable in one VarStore.Pull.
-func (r *runState) pullDense(ctx context.Context) {
+// pullDense fetches the dense variables of the Recv nodes recvs in one
+// VarStore.Pull.
+func (r *runState) pullDense(ctx context.Context, recvs []int) {
 	defer r.async.Done()
 	p := r.p
-	reqs := make([]PullRequest, len(p.recvs))
+	reqs := make([]PullRequest, len(recvs))
 	hits := 0
-	for j, i := range p.recvs {
+	for j, i := range recvs {
 		n := &p.nodes[i]
 		buf, hit := r.s.pool.get(n.shape.NumElements())
 		if hit {
@@ -338,10 +345,14 @@ func (r *runState) pullDense(ctx context.Context) {
 	r.st.PoolHits += int64(hits)
 	r.st.PoolMisses += int64(len(reqs) - hits)
 	if err != nil {
-		r.failLocked(fmt.Errorf("runtime: pull %d variables at step %d: %w", len(reqs), r.step, err))
+		what := fmt.Sprintf("%d variables", len(reqs))
+		if len(reqs) == 1 {
+			what = reqs[0].Name
+		}
+		r.failLocked(fmt.Errorf("runtime: pull %s at step %d: %w", what, r.step, err))
 		return
 	}
-	for j, i := range p.recvs {
+	for j, i := range recvs {
 		n := &p.nodes[i]
 		r.vals[i] = Tensor{DType: Float32, Shape: n.shape, F: reqs[j].Dst}
 		r.owner[i] = int32(i)

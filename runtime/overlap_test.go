@@ -56,3 +56,79 @@ func TestPushOverlapsBackprop(t *testing.T) {
 		t.Fatalf("pushes %d, want 6", res.Stats.Pushes)
 	}
 }
+
+// gateStore holds back the pull of one variable until released.
+type gateStore struct {
+	*MemStore
+	name string
+	gate chan struct{}
+}
+
+func (s *gateStore) Pull(ctx context.Context, step int64, reqs []PullRequest) error {
+	for _, r := range reqs {
+		if r.Name == s.name {
+			select {
+			case <-s.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return s.MemStore.Pull(ctx, step, reqs)
+}
+
+// TestSplitPullsOverlapCompute: with SplitPulls the first layer's forward
+// kernel runs while the last layer's weights are still being pulled (the
+// pull is released only from inside that kernel); the results equal those
+// of one batched pull.
+func TestSplitPullsOverlapCompute(t *testing.T) {
+	ctx := context.Background()
+	m := buildMLP(t, 6, 5, 4, 3)
+	x := randTensor(newRandSource(4).r, Shape{4, 6}, -1, 1)
+	args := RunArgs{Feeds: Feeds{m.x: x, m.y: ints(Shape{4}, 0, 1, 2, 0)}, Fetches: []*Node{m.loss}}
+
+	one, err := NewSession(ctx, m.g, SessionConfig{Store: NewMemStore(0.1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := one.Run(ctx, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Stats.Pulls != 1 {
+		t.Fatalf("batched pulls %d, want 1", want.Stats.Pulls)
+	}
+
+	store := &gateStore{MemStore: NewMemStore(0.1), name: "dense3/w", gate: make(chan struct{})}
+	s, err := NewSession(ctx, m.g, SessionConfig{Store: store, SplitPulls: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	testHookBeforeKernel = func(n *pnode) {
+		// The first product to run is the first layer's: the others
+		// depend on it.
+		if !released && (n.op == opFusedMatMul || n.op == opMatMul) {
+			released = true
+			close(store.gate)
+		}
+	}
+	defer func() { testHookBeforeKernel = nil }()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := s.Run(rctx, args)
+	if err != nil {
+		t.Fatalf("a kernel waited for every pull: %v", err)
+	}
+	if !released {
+		t.Fatal("the first layer's kernel never ran")
+	}
+	if got.Stats.Pulls != 6 {
+		t.Fatalf("split pulls %d, want 6 (one per variable)", got.Stats.Pulls)
+	}
+	a, _ := got.Values[0].Float()
+	b, _ := want.Values[0].Float()
+	if a != b {
+		t.Fatalf("loss %v with split pulls, %v batched", a, b)
+	}
+}

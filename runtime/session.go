@@ -28,6 +28,14 @@ type SessionConfig struct {
 	// SkipCreate makes NewSession skip VarStore.Create (when the variables
 	// were created elsewhere, e.g. by another trainer).
 	SkipCreate bool
+	// SplitPulls pulls each dense variable with its own VarStore.Pull, all
+	// started together at the start of a step, so that the kernels which
+	// need only the variables that have arrived run while the others are
+	// still in flight (a parameter server's transfer of a CNN's large
+	// dense layer then overlaps the convolutions). False pulls every dense
+	// variable in one call: one request per server, and a store that
+	// times its Pull calls sees one call per step.
+	SplitPulls bool
 	// Logger receives debug messages (plan building). Nil discards.
 	Logger *slog.Logger
 }

@@ -23,8 +23,9 @@ import (
 // profiling flag) runs inside this process twice, against an in-process
 // ps.Server (as trainer --local does) and against one psd over gRPC, each
 // under a CPU profile written to dir, while the psd is profiled through
-// its /debug/pprof/profile. It prints the runtime's per-step statistics of
-// both runs.
+// its /debug/pprof/profile; then once more against a fresh psd with
+// runtime.SessionConfig.SplitPulls. It prints the runtime's per-step
+// statistics of each run.
 func profileTrainer(ctx context.Context, cfg *config, bin, logs, dir string, stdout io.Writer) error {
 	dataDir, err := data.ResolveDir(ctx, cfg.Data)
 	if err != nil {
@@ -40,7 +41,7 @@ func profileTrainer(ctx context.Context, cfg *config, bin, logs, dir string, std
 	}
 	defer srv.Close()
 	local := ps.StaticMembers{{ID: "local", Role: sharding.RolePS, Addr: "local"}}
-	st, err := profileLoop(ctx, cfg, train, local, ps.DirectDialer{"local": srv}, filepath.Join(dir, "trainer-local.pprof"))
+	st, err := profileLoop(ctx, cfg, train, local, ps.DirectDialer{"local": srv}, false, filepath.Join(dir, "trainer-local.pprof"))
 	if err != nil {
 		return fmt.Errorf("in-process server: %w", err)
 	}
@@ -70,7 +71,7 @@ func profileTrainer(ctx context.Context, cfg *config, bin, logs, dir string, std
 		defer wg.Done()
 		profErr = fetchProfile(pctx, n, cfg.PprofSeconds, filepath.Join(dir, "psd-0.pprof"))
 	}()
-	st, err = profileLoop(ctx, cfg, train, members, d, filepath.Join(dir, "trainer-1ps.pprof"))
+	st, err = profileLoop(ctx, cfg, train, members, d, false, filepath.Join(dir, "trainer-1ps.pprof"))
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("1 psd over gRPC: %w", err)
@@ -79,13 +80,29 @@ func profileTrainer(ctx context.Context, cfg *config, bin, logs, dir string, std
 		fmt.Fprintf(os.Stderr, "psd profile: %v\n", profErr)
 	}
 	printStats(stdout, "1 psd over gRPC", st)
+	// The same with one pull per variable (runtime.SessionConfig.SplitPulls),
+	// on a fresh psd (the variables' versions start at 0 again).
+	n.stop(10 * time.Second)
+	n2, err := l.startPSD(ctx, filepath.Join(bin, "psd"), 1, cfg.Replicas, nil)
+	if err != nil {
+		return err
+	}
+	if err := waitMembers(ctx, []*psdNode{n2}, 1); err != nil {
+		return err
+	}
+	members = ps.StaticMembers{{ID: n2.id, Role: sharding.RolePS, Addr: n2.grpc}}
+	st, err = profileLoop(ctx, cfg, train, members, d, true, filepath.Join(dir, "trainer-1ps-split.pprof"))
+	if err != nil {
+		return fmt.Errorf("1 psd over gRPC, split pulls: %w", err)
+	}
+	printStats(stdout, "1 psd over gRPC, split pulls", st)
 	fmt.Fprintf(stdout, "profiles in %s: go tool pprof -top %s\n", dir, filepath.Join(dir, "trainer-1ps.pprof"))
 	return nil
 }
 
 // profileLoop trains cfg.Epochs epochs of cfg.Model on train in sync mode
 // with one worker, under a CPU profile written to path.
-func profileLoop(ctx context.Context, cfg *config, train *data.Dataset, members ps.MemberSource, dialer ps.Dialer, path string) (fr.Stats, error) {
+func profileLoop(ctx context.Context, cfg *config, train *data.Dataset, members ps.MemberSource, dialer ps.Dialer, split bool, path string) (fr.Stats, error) {
 	m, err := models.Build(cfg.Model, models.Config{InputShape: train.Shape, Classes: train.Classes, Seed: 1, Init: models.InitTorch})
 	if err != nil {
 		return fr.Stats{}, err
@@ -98,7 +115,7 @@ func profileLoop(ctx context.Context, cfg *config, train *data.Dataset, members 
 	}
 	defer client.Close()
 	store := &clientStore{client: client}
-	sess, err := fr.NewSession(ctx, m.Graph, fr.SessionConfig{Store: store})
+	sess, err := fr.NewSession(ctx, m.Graph, fr.SessionConfig{Store: store, SplitPulls: split})
 	if err != nil {
 		return fr.Stats{}, err
 	}
