@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/rdma"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestStartRDMAWithoutEndpoint(t *testing.T) {
+	ctx := context.Background()
+	srv, err := ps.NewServer(ps.ServerConfig{ID: "ps-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, prov := range []string{"", "auto", "none"} {
+		var logs bytes.Buffer
+		f, err := startRDMA(ctx, prov, "127.0.0.1", srv, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatalf("--rdma-provider %q on a machine without RDMA devices: %v (psd must still start)", prov, err)
+		}
+		if f.Fabric != "" || f.Provider != "" || f.Reason == "" {
+			t.Errorf("--rdma-provider %q: %+v, want no endpoint and a reason", prov, f)
+		}
+		if !strings.Contains(logs.String(), "no fabric endpoint") || !strings.Contains(logs.String(), f.Reason) {
+			t.Errorf("--rdma-provider %q: log %q does not say why", prov, logs.String())
+		}
+		if prov != "none" && !rdma.Available() && !strings.Contains(f.Reason, "without RDMA support") {
+			t.Errorf("reason %q should name the missing build tag", f.Reason)
+		}
+		f.Close()
+	}
+	if _, err := startRDMA(ctx, "udp", "", srv, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), `"udp"`) {
+		t.Errorf("bad provider: %v", err)
+	}
+}
+
+// TestStartRDMAShm serves shm when built with -tags rdma (and refuses
+// clearly when not), then reaches the service through the advertised
+// endpoint.
+func TestStartRDMAShm(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := ps.NewServer(ps.ServerConfig{ID: "ps-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f, err := startRDMA(ctx, rdma.ProviderSHM, "", srv, log)
+	if !rdma.Available() {
+		if !errors.Is(err, rdma.ErrNoRDMA) {
+			t.Fatalf("explicit shm without the rdma tag: %v, want rdma.ErrNoRDMA", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Provider != rdma.ProviderSHM || f.Fabric == "" {
+		t.Fatalf("front %+v, want an shm endpoint", f)
+	}
+	name, err := hex.DecodeString(f.Fabric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := rdma.NewDialer(rdma.DialerConfig{AreaBytes: 8 << 20}).Dial(ctx, rdma.FormatAddr(f.Provider, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Create(ctx, &ps.CreateRequest{Spec: ps.VariableSpec{Name: "v", Shape: []int64{4},
+		Optimizer: ps.OptimizerSpec{Kind: ps.OptSGD, LR: 1}, Consistency: ps.Consistency{Mode: ps.Async}}, Parts: []int{0}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.status(nil); st.FabricClients != 1 || st.FabricProvider != rdma.ProviderSHM {
+		t.Errorf("status %+v, want one shm client", st)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(transportCollector{front: f})
+	if v, ok := gauge(t, reg, "flowps_fabric_clients", ""); !ok || v != 1 {
+		t.Errorf("flowps_fabric_clients = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := gauge(t, reg, "flowps_fabric_endpoint", rdma.ProviderSHM); !ok || v != 1 {
+		t.Errorf("flowps_fabric_endpoint{provider=shm} = %v (found %v), want 1", v, ok)
+	}
+}
+
+func TestTransportCollectorWithoutFabric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(transportCollector{front: &rdmaFront{Reason: "none"}})
+	if v, ok := gauge(t, reg, "flowps_fabric_endpoint", "none"); !ok || v != 0 {
+		t.Errorf("flowps_fabric_endpoint{provider=none} = %v (found %v), want 0", v, ok)
+	}
+	if _, ok := gauge(t, reg, "flowps_peer_transport", ""); ok {
+		t.Error("peer series without a dialer")
+	}
+}
+
+// gauge finds the first series of name (whose provider label, when given,
+// equals provider) in reg and returns its value.
+func gauge(t *testing.T, reg *prometheus.Registry, name, provider string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if provider != "" {
+				match := false
+				for _, l := range m.GetLabel() {
+					match = match || (l.GetName() == "provider" && l.GetValue() == provider)
+				}
+				if !match {
+					continue
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
