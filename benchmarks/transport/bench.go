@@ -63,7 +63,7 @@ func (c *funcCell) doPull(ctx context.Context) error { return c.pull(ctx) }
 
 // backends lists the transports this binary knows, in table order. The
 // rdma build adds its own from an init function.
-var backends = []backend{tcpBackend, echoBackend, grpcBackend, inprocBackend}
+var backends = []backend{tcpBackend, echoBackend, grpcBackend, grpcBF16Backend, inprocBackend}
 
 func findBackend(name string) (backend, bool) {
 	for _, b := range backends {
@@ -84,8 +84,9 @@ func backendNames() []string {
 
 // env is what backends share within one run.
 type env struct {
-	compress string
-	logger   *slog.Logger
+	compress    string
+	pullStreams int
+	logger      *slog.Logger
 
 	mu  sync.Mutex
 	net *inproc.Network
@@ -115,6 +116,8 @@ type config struct {
 	OpTimeout time.Duration
 	// Compress is the gRPC compressor of the grpc and grpc-echo clients.
 	Compress string
+	// PullStreams is the grpc clients' DialerConfig.PullStreams.
+	PullStreams int
 	// Child runs servers in a child process (Self with env serveEnv).
 	Child bool
 	Self  string
@@ -170,6 +173,9 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("unknown --compress %q: want none, s2 or zstd", c.Compress)
 	}
+	if c.PullStreams < 0 {
+		return fmt.Errorf("negative --grpc-pull-streams %d", c.PullStreams)
+	}
 	if c.MinRuns < 1 || c.MaxRuns < c.MinRuns || c.Warmup < 0 || c.MinTime < 0 || c.OpTimeout <= 0 {
 		return fmt.Errorf("bad repetition settings: min runs %d, max runs %d, warmup %d, min time %v, op timeout %v",
 			c.MinRuns, c.MaxRuns, c.Warmup, c.MinTime, c.OpTimeout)
@@ -197,7 +203,7 @@ func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &env{compress: cfg.Compress, logger: cfg.Logger}
+	e := &env{compress: cfg.Compress, pullStreams: cfg.PullStreams, logger: cfg.Logger}
 	type conn struct {
 		b     backend
 		where string

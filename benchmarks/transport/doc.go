@@ -17,6 +17,9 @@
 //   - grpc: flowps's gRPC transport (transport/grpc) in front of a real
 //     ps.Server holding one variable of the payload size, partitioned as
 //     flowps partitions it; a push applies SGD.
+//   - grpc-bf16: grpc with DialerConfig.GradientEncoding "bf16": a push
+//     sends 2 bytes per gradient value (GB/s still counts the float32
+//     payload); pulls are as grpc's.
 //   - inproc: the in-process fake (transport/inproc), same ps.Server.
 //   - rdma-tcp, rdma-shm: flowps's libfabric transport over the tcp;ofi_rxm
 //     and shm providers, same ps.Server; only in binaries built with

@@ -120,34 +120,46 @@ func servePS(start func(svc *ps.Server) (string, func() error, error)) (string, 
 	return addr, func() error { return errors.Join(stop(), srv.Close()) }, nil
 }
 
-var grpcBackend = backend{
-	name:  "grpc",
-	child: true,
-	serve: func(ctx context.Context, e *env) (string, func() error, error) {
-		return servePS(func(svc *ps.Server) (string, func() error, error) {
-			var lc net.ListenConfig
-			lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+var grpcBackend = grpcPSBackend("grpc", "")
+
+// grpcBF16Backend is grpc with DialerConfig.GradientEncoding "bf16": pushes
+// send 2 bytes per value (its GB/s still counts the float32 payload), pulls
+// are unchanged.
+var grpcBF16Backend = grpcPSBackend("grpc-bf16", grpctransport.EncodingBF16)
+
+// grpcPSBackend is flowps's gRPC transport in front of a ps.Server, its
+// client sending gradients in encoding enc.
+func grpcPSBackend(name, enc string) backend {
+	return backend{
+		name:  name,
+		child: true,
+		serve: func(ctx context.Context, e *env) (string, func() error, error) {
+			return servePS(func(svc *ps.Server) (string, func() error, error) {
+				var lc net.ListenConfig
+				lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+				if err != nil {
+					return "", nil, fmt.Errorf("grpc listen: %w", err)
+				}
+				gs := grpctransport.NewServer(svc, grpctransport.ServerConfig{Logger: e.logger})
+				done := make(chan error, 1)
+				go func() { done <- gs.Serve(lis) }()
+				return lis.Addr().String(), func() error {
+					gs.Stop()
+					return <-done
+				}, nil
+			})
+		},
+		dial: func(ctx context.Context, e *env, addr string) (client, error) {
+			d := grpctransport.NewDialer(grpctransport.DialerConfig{Compression: e.compress, Logger: e.logger,
+				GradientEncoding: enc, PullStreams: e.pullStreams})
+			svc, err := d.Dial(ctx, addr)
 			if err != nil {
-				return "", nil, fmt.Errorf("grpc listen: %w", err)
+				d.Close()
+				return nil, err
 			}
-			gs := grpctransport.NewServer(svc, grpctransport.ServerConfig{Logger: e.logger})
-			done := make(chan error, 1)
-			go func() { done <- gs.Serve(lis) }()
-			return lis.Addr().String(), func() error {
-				gs.Stop()
-				return <-done
-			}, nil
-		})
-	},
-	dial: func(ctx context.Context, e *env, addr string) (client, error) {
-		d := grpctransport.NewDialer(grpctransport.DialerConfig{Compression: e.compress, Logger: e.logger})
-		svc, err := d.Dial(ctx, addr)
-		if err != nil {
-			d.Close()
-			return nil, err
-		}
-		return newPSClient(svc, d.Close), nil
-	},
+			return newPSClient(svc, d.Close), nil
+		},
+	}
 }
 
 var inprocBackend = backend{

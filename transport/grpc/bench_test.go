@@ -32,8 +32,8 @@ import (
 //
 //	go test ./transport/grpc -run '^$' -bench . -benchtime 2s
 //
-// FLOWPS_BENCH_CHUNK, _WINDOW, _RBUF, _BUF (write) and _CONNS override the config for
-// tuning sweeps.
+// FLOWPS_BENCH_CHUNK, _WINDOW, _RBUF, _BUF (write), _CONNS and _ENC
+// (GradientEncoding) override the config for tuning sweeps.
 
 var benchSizes = []int{4 << 10, 4 << 20, 64 << 20}
 
@@ -124,7 +124,8 @@ func BenchmarkPushPull(b *testing.B) {
 			scfg := ServerConfig{ChunkBytes: envInt("FLOWPS_BENCH_CHUNK"), WindowBytes: int32(envInt("FLOWPS_BENCH_WINDOW")),
 				ReadBufferBytes: envInt("FLOWPS_BENCH_RBUF"), WriteBufferBytes: envInt("FLOWPS_BENCH_BUF")}
 			dcfg := DialerConfig{Compression: comp, ChunkBytes: scfg.ChunkBytes, WindowBytes: scfg.WindowBytes,
-				ReadBufferBytes: scfg.ReadBufferBytes, WriteBufferBytes: scfg.WriteBufferBytes, ConnsPerPeer: envInt("FLOWPS_BENCH_CONNS")}
+				ReadBufferBytes: scfg.ReadBufferBytes, WriteBufferBytes: scfg.WriteBufferBytes, ConnsPerPeer: envInt("FLOWPS_BENCH_CONNS"),
+				GradientEncoding: os.Getenv("FLOWPS_BENCH_ENC")}
 			addr, stop := serve(b, &benchService{values: values}, scfg)
 			d := NewDialer(dcfg)
 			svc, err := d.Dial(context.Background(), addr)
