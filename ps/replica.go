@@ -303,6 +303,13 @@ func (s *Server) SetView(v sharding.View) {
 	r := s.repl
 	r.mu.Lock()
 	r.promoteStableLocked(time.Now())
+	if r.stable != nil && slices.Equal(r.view.PS(), v.PS()) {
+		// Only trainers came or went: placement is unchanged, and so is
+		// everything below (the running reconcile pass goes on).
+		r.view = sharding.View{Epoch: v.Epoch, Members: slices.Clone(v.Members)}
+		r.mu.Unlock()
+		return
+	}
 	r.view = sharding.View{Epoch: v.Epoch, Members: slices.Clone(v.Members)}
 	r.viewAt = time.Now()
 	if r.stable == nil {

@@ -19,8 +19,9 @@ type ServerConfig struct {
 	ID string
 	// Owns reports whether this server may serve a partition; requests for
 	// a partition it does not own fail with ErrNotOwner. nil means the
-	// server owns everything (a single server, or tests). psd replaces it
-	// with SetOwns when membership changes.
+	// server owns everything (a single server, or tests). SetOwns (or, for
+	// a non-replicating server, SetView) replaces it when membership
+	// changes. Ignored when Replication is set.
 	Owns func(PartKey) bool
 	// MaxPartsPerRequest bounds the parts of one Create, Pull or Push
 	// request; more fail with ErrTooLarge. Zero means the default, 4096:
