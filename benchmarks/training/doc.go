@@ -37,14 +37,25 @@
 //     includes the trainers' data loading and test-set evaluation;
 //   - compute / pull / push / wait: where a trainer's train time goes, as
 //     a percentage of train_seconds (cmd/trainer: train = compute + pull +
-//     wait; push overlaps backprop, so it is shown but not part of the
-//     sum).
+//     wait). Push is the summed time inside push calls, which overlap
+//     backprop and each other, so it is not part of the sum and can
+//     exceed 100%.
+//
+// --profile-trainer DIR does not print the table: it runs the trainer's
+// step loop inside this process (cmd/trainer has no profiling flag)
+// against an in-process server, against one psd, and against a fresh psd
+// with runtime.SessionConfig.SplitPulls, saving CPU profiles of the
+// trainer loop and of the psd in DIR and printing the runtime's per-step
+// statistics (wall, kernels, pull, push, idle). Build it with the openblas
+// tag (go run -tags openblas ./benchmarks/training) to profile the same
+// kernels as the trainer binary.
 //
 // With 2 cores, 2 psd and 2 trainers share the cores that --local has to
 // itself: the aggregate of 2ps-2tr against local is then a test of how
 // much the parameter-server path costs, not of scaling.
 //
-// --json prints the rows as one JSON document instead of the table.
+// --json prints the rows (and every trainer's metrics) as one JSON
+// document instead of the table.
 // --pprof DIR saves a CPU profile of every psd during each distributed
 // setup (from its /debug/pprof/profile). Child processes are killed when
 // the program ends, however it ends.

@@ -186,7 +186,7 @@ func bench(ctx context.Context, cfg *config, stdout, stderr io.Writer) (err erro
 	if err := writeTable(stdout, rows); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "ratio: aggregate ex/s over local's; ex/CPU-s: examples over the CPU time of all the setup's processes (psd included), the figure to compare on a loaded machine; compute/pull/wait add up to train time, push overlaps it.")
+	fmt.Fprintln(stdout, "ratio: aggregate ex/s over local's; ex/CPU-s: examples over the CPU time of all the setup's processes (psd included), the figure to compare on a loaded machine; compute/pull/wait add up to train time; push is summed over concurrent pushes that overlap it.")
 	return nil
 }
 
