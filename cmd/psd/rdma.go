@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,30 +47,71 @@ type rdmaFront struct {
 	Reason string
 }
 
-// startRDMA starts the fabric endpoint --rdma-provider asks for, serving
-// svc (pass observedAs(n.server, n.metrics.rpc, "rdma") so its calls are
-// counted under transport "rdma"). bindHost is the address verbs and
-// tcp;ofi_rxm bind (the host peers reach this node at: the host of the
-// advertised gRPC address); shm ignores it. It never fails because the
-// machine has no RDMA in auto mode: psd then serves gRPC alone and logs
-// why. An explicitly named provider that cannot be opened is an error.
-// The result is never nil; Close it when the node stops.
-func startRDMA(ctx context.Context, provider, bindHost string, svc ps.Service, log *slog.Logger) (*rdmaFront, error) {
+// transportConfig holds psd's transport flags. Embed it in config and
+// call addFlags and resolve, as securityConfig is.
+type transportConfig struct {
+	// Transport is --transport: auto serves a fabric endpoint as
+	// --rdma-provider says; grpc serves none; rdma must serve one (psd
+	// fails to start otherwise). Peers are always dialed over gRPC:
+	// replication and migration calls are carried by gRPC only.
+	Transport string
+	// RDMAProvider is --rdma-provider: auto, none, or a libfabric provider.
+	RDMAProvider string
+}
+
+func (c *transportConfig) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Transport, "transport", auto.ModeAuto, "auto: serve a fabric (RDMA) endpoint as --rdma-provider says, beside gRPC; grpc: gRPC only; rdma: fail to start unless a fabric endpoint opens")
+	fs.StringVar(&c.RDMAProvider, "rdma-provider", rdmaProviderAuto, "fabric endpoint to serve and advertise: auto (verbs;ofi_rxm when an ACTIVE RoCE port exists, else none: see psd doctor), none, verbs;ofi_rxm, tcp;ofi_rxm or shm (same-host trainers; tests)")
+}
+
+func (c *transportConfig) resolve() error {
+	switch c.Transport {
+	case auto.ModeAuto, auto.ModeGRPC, auto.ModeRDMA:
+	default:
+		return fmt.Errorf("--transport %q: want auto, grpc or rdma", c.Transport)
+	}
+	switch c.RDMAProvider {
+	case "", rdmaProviderAuto, rdmaProviderNone, rdma.ProviderSHM, rdma.ProviderTCP, rdma.ProviderVerbs:
+	default:
+		return fmt.Errorf("--rdma-provider %q: want auto, none, %s, %s or %s", c.RDMAProvider, rdma.ProviderVerbs, rdma.ProviderTCP, rdma.ProviderSHM)
+	}
+	if c.Transport == auto.ModeRDMA && c.RDMAProvider == rdmaProviderNone {
+		return errors.New("--transport rdma with --rdma-provider none: nothing to serve")
+	}
+	return nil
+}
+
+// startRDMA starts the fabric endpoint tc asks for, serving svc (pass
+// observedAs(n.server, n.metrics.rpc, "rdma") so its calls are counted
+// under transport "rdma"). advertised is this node's advertised gRPC
+// address: verbs and tcp;ofi_rxm bind its host; shm ignores it. In auto
+// mode it never fails because the machine has no RDMA: psd then serves
+// gRPC alone and logs why. An explicitly named provider that cannot be
+// opened, or --transport rdma without an endpoint, is an error. The result
+// is never nil on success; Close it when the node stops.
+func startRDMA(ctx context.Context, tc transportConfig, advertised string, svc ps.Service, log *slog.Logger) (*rdmaFront, error) {
 	f := &rdmaFront{}
-	switch provider {
-	case rdmaProviderNone:
-		f.Reason = "--rdma-provider none"
-		log.Info("rdma: no fabric endpoint", "reason", f.Reason)
+	provider := tc.RDMAProvider
+	none := func(reason string) (*rdmaFront, error) {
+		if tc.Transport == auto.ModeRDMA {
+			return nil, fmt.Errorf("--transport rdma: no fabric endpoint: %s", reason)
+		}
+		f.Reason = reason
+		log.Info("rdma: no fabric endpoint; serving gRPC only", "reason", reason)
 		return f, nil
-	case "", rdmaProviderAuto:
+	}
+	switch {
+	case tc.Transport == auto.ModeGRPC:
+		return none("--transport grpc")
+	case provider == rdmaProviderNone:
+		return none("--rdma-provider none")
+	case provider == "" || provider == rdmaProviderAuto:
 		p, reason := autoProvider(ctx)
 		if p == "" {
-			f.Reason = reason
-			log.Info("rdma: no fabric endpoint; serving gRPC only", "reason", reason)
-			return f, nil
+			return none(reason)
 		}
 		provider, f.Reason = p, reason
-	case rdma.ProviderSHM, rdma.ProviderTCP, rdma.ProviderVerbs:
+	case provider == rdma.ProviderSHM || provider == rdma.ProviderTCP || provider == rdma.ProviderVerbs:
 		if !rdma.Available() {
 			return nil, fmt.Errorf("--rdma-provider %s: %w", provider, rdma.ErrNoRDMA)
 		}
@@ -76,8 +120,8 @@ func startRDMA(ctx context.Context, provider, bindHost string, svc ps.Service, l
 		return nil, fmt.Errorf("--rdma-provider %q: want auto, none, %s, %s or %s", provider, rdma.ProviderVerbs, rdma.ProviderTCP, rdma.ProviderSHM)
 	}
 	cfg := rdma.ServerConfig{Provider: provider, Logger: log.With("component", "rdma")}
-	if provider != rdma.ProviderSHM && bindHost != "" {
-		cfg.Node = bindHost
+	if host, _, err := net.SplitHostPort(advertised); err == nil && host != "" && provider != rdma.ProviderSHM {
+		cfg.Node = host
 	}
 	srv, err := rdma.NewServer(svc, cfg)
 	if err != nil {

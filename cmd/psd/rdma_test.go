@@ -25,7 +25,7 @@ func TestStartRDMAWithoutEndpoint(t *testing.T) {
 	defer srv.Close()
 	for _, prov := range []string{"", "auto", "none"} {
 		var logs bytes.Buffer
-		f, err := startRDMA(ctx, prov, "127.0.0.1", srv, slog.New(slog.NewTextHandler(&logs, nil)))
+		f, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: prov}, "127.0.0.1:7000", srv, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatalf("--rdma-provider %q on a machine without RDMA devices: %v (psd must still start)", prov, err)
 		}
@@ -40,8 +40,37 @@ func TestStartRDMAWithoutEndpoint(t *testing.T) {
 		}
 		f.Close()
 	}
-	if _, err := startRDMA(ctx, "udp", "", srv, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), `"udp"`) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: "udp"}, "", srv, discard); err == nil || !strings.Contains(err.Error(), `"udp"`) {
 		t.Errorf("bad provider: %v", err)
+	}
+	f, err := startRDMA(ctx, transportConfig{Transport: "grpc", RDMAProvider: "shm"}, "", srv, discard)
+	if err != nil || f.Provider != "" || f.Reason != "--transport grpc" {
+		t.Errorf("--transport grpc: %+v, %v; want no endpoint", f, err)
+	}
+	if !rdma.Available() {
+		if _, err := startRDMA(ctx, transportConfig{Transport: "rdma"}, "", srv, discard); err == nil || !strings.Contains(err.Error(), "--transport rdma: no fabric endpoint") {
+			t.Errorf("--transport rdma without RDMA: %v, want a refusal", err)
+		}
+	}
+}
+
+func TestTransportFlags(t *testing.T) {
+	for _, tc := range []struct {
+		cfg transportConfig
+		ok  bool
+	}{
+		{transportConfig{"auto", "auto"}, true},
+		{transportConfig{"grpc", "none"}, true},
+		{transportConfig{"rdma", "shm"}, true},
+		{transportConfig{"rdma", "tcp;ofi_rxm"}, true},
+		{transportConfig{"rdma", "none"}, false},
+		{transportConfig{"fast", "auto"}, false},
+		{transportConfig{"auto", "psm3"}, false},
+	} {
+		if err := tc.cfg.resolve(); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v, want ok=%v", tc.cfg, err, tc.ok)
+		}
 	}
 }
 
@@ -57,7 +86,7 @@ func TestStartRDMAShm(t *testing.T) {
 	}
 	defer srv.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := startRDMA(ctx, rdma.ProviderSHM, "", srv, log)
+	f, err := startRDMA(ctx, transportConfig{Transport: "rdma", RDMAProvider: rdma.ProviderSHM}, "127.0.0.1:7000", srv, log)
 	if !rdma.Available() {
 		if !errors.Is(err, rdma.ErrNoRDMA) {
 			t.Fatalf("explicit shm without the rdma tag: %v, want rdma.ErrNoRDMA", err)

@@ -488,8 +488,23 @@ func TestSelection(t *testing.T) {
 			t.Errorf("choice %+v, want grpc with the selection's reason", c)
 		}
 	})
+	t.Run("auto: same-host peer advertising shm, not enabled", func(t *testing.T) {
+		r := newRig(t, ModeAuto, "")
+		m := r.member
+		m.Host = "this-host"
+		r.setMember(m)
+		svc, err := r.d.Dial(ctx, grpcAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.Close()
+		if c := r.choice(); c.Transport != TransportGRPC {
+			t.Errorf("choice %+v, want grpc: SameHostSHM is off", c)
+		}
+	})
 	t.Run("auto: same-host peer advertising shm", func(t *testing.T) {
 		r := newRig(t, ModeAuto, "")
+		r.d.cfg.SameHostSHM = true
 		m := r.member
 		m.Host = "this-host"
 		r.setMember(m)
