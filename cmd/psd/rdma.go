@@ -87,9 +87,12 @@ func (c *transportConfig) resolve() error {
 // address: verbs and tcp;ofi_rxm bind its host; shm ignores it. In auto
 // mode it never fails because the machine has no RDMA: psd then serves
 // gRPC alone and logs why. An explicitly named provider that cannot be
-// opened, or --transport rdma without an endpoint, is an error. The result
-// is never nil on success; Close it when the node stops.
-func startRDMA(ctx context.Context, tc transportConfig, advertised string, svc ps.Service, log *slog.Logger) (*rdmaFront, error) {
+// opened, or --transport rdma without an endpoint, is an error. secured
+// says gRPC uses mutual TLS: the fabric transport neither encrypts nor
+// authenticates, so auto then serves no endpoint and an explicit provider
+// is refused. The result is never nil on success; Close it when the node
+// stops.
+func startRDMA(ctx context.Context, tc transportConfig, advertised string, secured bool, svc ps.Service, log *slog.Logger) (*rdmaFront, error) {
 	f := &rdmaFront{}
 	provider := tc.RDMAProvider
 	none := func(reason string) (*rdmaFront, error) {
@@ -105,6 +108,10 @@ func startRDMA(ctx context.Context, tc transportConfig, advertised string, svc p
 		return none("--transport grpc")
 	case provider == rdmaProviderNone:
 		return none("--rdma-provider none")
+	case secured && (provider == "" || provider == rdmaProviderAuto):
+		return none("mutual TLS is on (--tls-*), and the fabric transport neither encrypts nor authenticates")
+	case secured:
+		return nil, fmt.Errorf("--rdma-provider %s with --tls-*: the fabric transport neither encrypts nor authenticates; use --rdma-provider none", provider)
 	case provider == "" || provider == rdmaProviderAuto:
 		p, reason := autoProvider(ctx)
 		if p == "" {

@@ -25,7 +25,7 @@ func TestStartRDMAWithoutEndpoint(t *testing.T) {
 	defer srv.Close()
 	for _, prov := range []string{"", "auto", "none"} {
 		var logs bytes.Buffer
-		f, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: prov}, "127.0.0.1:7000", srv, slog.New(slog.NewTextHandler(&logs, nil)))
+		f, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: prov}, "127.0.0.1:7000", false, srv, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatalf("--rdma-provider %q on a machine without RDMA devices: %v (psd must still start)", prov, err)
 		}
@@ -41,15 +41,22 @@ func TestStartRDMAWithoutEndpoint(t *testing.T) {
 		f.Close()
 	}
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: "udp"}, "", srv, discard); err == nil || !strings.Contains(err.Error(), `"udp"`) {
+	if _, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: "udp"}, "", false, srv, discard); err == nil || !strings.Contains(err.Error(), `"udp"`) {
 		t.Errorf("bad provider: %v", err)
 	}
-	f, err := startRDMA(ctx, transportConfig{Transport: "grpc", RDMAProvider: "shm"}, "", srv, discard)
+	f, err := startRDMA(ctx, transportConfig{Transport: "grpc", RDMAProvider: "shm"}, "", false, srv, discard)
 	if err != nil || f.Provider != "" || f.Reason != "--transport grpc" {
 		t.Errorf("--transport grpc: %+v, %v; want no endpoint", f, err)
 	}
+	f, err = startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: "auto"}, "", true, srv, discard)
+	if err != nil || f.Provider != "" || !strings.Contains(f.Reason, "TLS") {
+		t.Errorf("auto with TLS: %+v, %v; want no endpoint because of TLS", f, err)
+	}
+	if _, err := startRDMA(ctx, transportConfig{Transport: "auto", RDMAProvider: "shm"}, "", true, srv, discard); err == nil || !strings.Contains(err.Error(), "neither encrypts") {
+		t.Errorf("shm with TLS: %v, want a refusal", err)
+	}
 	if !rdma.Available() {
-		if _, err := startRDMA(ctx, transportConfig{Transport: "rdma"}, "", srv, discard); err == nil || !strings.Contains(err.Error(), "--transport rdma: no fabric endpoint") {
+		if _, err := startRDMA(ctx, transportConfig{Transport: "rdma"}, "", false, srv, discard); err == nil || !strings.Contains(err.Error(), "--transport rdma: no fabric endpoint") {
 			t.Errorf("--transport rdma without RDMA: %v, want a refusal", err)
 		}
 	}
@@ -86,7 +93,7 @@ func TestStartRDMAShm(t *testing.T) {
 	}
 	defer srv.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := startRDMA(ctx, transportConfig{Transport: "rdma", RDMAProvider: rdma.ProviderSHM}, "127.0.0.1:7000", srv, log)
+	f, err := startRDMA(ctx, transportConfig{Transport: "rdma", RDMAProvider: rdma.ProviderSHM}, "127.0.0.1:7000", false, srv, log)
 	if !rdma.Available() {
 		if !errors.Is(err, rdma.ErrNoRDMA) {
 			t.Fatalf("explicit shm without the rdma tag: %v, want rdma.ErrNoRDMA", err)

@@ -57,6 +57,10 @@ type Config struct {
 	// It is called from Dial, possibly concurrently. Nil means no member is
 	// ever known: every peer gets gRPC (ModeRDMA refuses to start).
 	Peer func(addr string) (sharding.Member, bool)
+	// Secure says the caller's gRPC connections use TLS. The RDMA
+	// transport neither encrypts nor authenticates, so auto mode then uses
+	// gRPC for every peer (saying why) and NewDialer refuses ModeRDMA.
+	Secure bool
 	// SameHostSHM lets auto mode (without a Provider override) reach a
 	// peer on this machine over shm when that peer advertises shm. Off by
 	// default because it is not faster for small calls: measured between
@@ -160,6 +164,8 @@ func newDialer(cfg Config, choose func(ctx context.Context, peerHost, peerProvid
 	}
 	if cfg.Mode == ModeRDMA {
 		switch {
+		case cfg.Secure:
+			return nil, ps.Errorf(ps.ErrInvalidArgument, "transport rdma with TLS: the RDMA transport neither encrypts nor authenticates")
 		case cfg.RDMA == nil:
 			return nil, ps.Errorf(ps.ErrInvalidArgument, "transport rdma: no RDMA dialer configured")
 		case cfg.Peer == nil:
@@ -209,6 +215,9 @@ func (d *Dialer) decide(ctx context.Context, addr string) plan {
 		return p
 	case d.cfg.RDMA == nil:
 		p.reason = "no RDMA dialer configured"
+		return p
+	case d.cfg.Secure:
+		p.reason = "TLS is on, and the RDMA transport neither encrypts nor authenticates"
 		return p
 	case !p.known:
 		p.reason = "peer " + addr + " is not in the membership view, so its fabric endpoint is unknown"

@@ -523,6 +523,18 @@ func TestSelection(t *testing.T) {
 			t.Error("create did not go over the fabric")
 		}
 	})
+	t.Run("auto with TLS: grpc", func(t *testing.T) {
+		r := newRig(t, ModeAuto, rdma.ProviderSHM)
+		r.d.cfg.Secure = true
+		svc, err := r.d.Dial(ctx, grpcAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.Close()
+		if c := r.choice(); c.Transport != TransportGRPC || !strings.Contains(c.Reason, "TLS") {
+			t.Errorf("choice %+v, want grpc because of TLS", c)
+		}
+	})
 	t.Run("unknown peer", func(t *testing.T) {
 		r := newRig(t, ModeAuto, rdma.ProviderSHM)
 		r.setMember(sharding.Member{ID: "ps-9", Role: sharding.RolePS, Addr: "127.0.0.1:9"})
@@ -605,6 +617,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{GRPC: g, Provider: "udp"}, `rdma provider "udp"`},
 		{Config{Mode: ModeRDMA, GRPC: g}, "no RDMA dialer"},
 		{Config{Mode: ModeRDMA, GRPC: g, RDMA: g}, "no membership lookup"},
+		{Config{Mode: ModeRDMA, GRPC: g, RDMA: g, Secure: true}, "neither encrypts"},
 	} {
 		_, err := newDialer(tc.cfg, rdma.Choose, func() bool { return true })
 		if !errors.Is(err, ps.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {

@@ -30,7 +30,9 @@
 //
 // ModeGRPC always uses gRPC. ModeAuto uses RDMA for a peer only when all of
 // these hold, and gRPC otherwise, with the first that failed as the reason:
-// this binary has libfabric (built with -tags rdma); the peer is in the
+// this binary has libfabric (built with -tags rdma); Config.Secure is off
+// (the fabric neither encrypts nor authenticates, so a TLS deployment stays
+// on gRPC); the peer is in the
 // membership view and advertises a well-formed fabric endpoint;
 // rdma.Choose accepts it — with a Provider override (tests, CI, benchmarks)
 // the peer must advertise that very provider and the device checks are
