@@ -84,9 +84,8 @@ func backendNames() []string {
 
 // env is what backends share within one run.
 type env struct {
-	compress    string
-	pullStreams int
-	logger      *slog.Logger
+	compress string
+	logger   *slog.Logger
 
 	mu  sync.Mutex
 	net *inproc.Network
@@ -116,8 +115,6 @@ type config struct {
 	OpTimeout time.Duration
 	// Compress is the gRPC compressor of the grpc and grpc-echo clients.
 	Compress string
-	// PullStreams is the grpc clients' DialerConfig.PullStreams.
-	PullStreams int
 	// Child runs servers in a child process (Self with env serveEnv).
 	Child bool
 	Self  string
@@ -173,9 +170,6 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("unknown --compress %q: want none, s2 or zstd", c.Compress)
 	}
-	if c.PullStreams < 0 {
-		return fmt.Errorf("negative --grpc-pull-streams %d", c.PullStreams)
-	}
 	if c.MinRuns < 1 || c.MaxRuns < c.MinRuns || c.Warmup < 0 || c.MinTime < 0 || c.OpTimeout <= 0 {
 		return fmt.Errorf("bad repetition settings: min runs %d, max runs %d, warmup %d, min time %v, op timeout %v",
 			c.MinRuns, c.MaxRuns, c.Warmup, c.MinTime, c.OpTimeout)
@@ -203,7 +197,7 @@ func run(ctx context.Context, cfg config, jsonOut io.Writer, progress io.Writer)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &env{compress: cfg.Compress, pullStreams: cfg.PullStreams, logger: cfg.Logger}
+	e := &env{compress: cfg.Compress, logger: cfg.Logger}
 	type conn struct {
 		b     backend
 		where string

@@ -39,7 +39,6 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		jsonPath   = fs.String("json", "", "write one JSON object per measured cell to `FILE`")
 		plotPath   = fs.String("plot", "", "draw throughput against size per transport to `FILE.png`")
 		compress   = fs.String("compress", "none", "gRPC compressor of the grpc and grpc-echo clients: none, s2 or zstd")
-		pullStr    = fs.Int("grpc-pull-streams", 0, "DialerConfig.PullStreams of the grpc clients (0: the transport's default; 1: one stream per pull)")
 		child      = fs.Bool("child", false, "run each server (but inproc's) in a child process instead of this one")
 		warmup     = fs.Int("warmup", 3, "untimed runs before each cell")
 		minRuns    = fs.Int("min-runs", 5, "timed runs per cell, at least")
@@ -66,7 +65,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg := config{
 		Transports: splitList(*transports), Ops: splitList(*ops),
 		Warmup: *warmup, MinRuns: *minRuns, MaxRuns: *maxRuns, MinTime: *minTime, OpTimeout: *opTimeout,
-		Compress: *compress, Child: *child, PullStreams: *pullStr,
+		Compress: *compress, Child: *child,
 	}
 	for _, s := range splitList(*sizes) {
 		n, err := parseSize(s)

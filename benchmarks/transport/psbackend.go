@@ -151,7 +151,7 @@ func grpcPSBackend(name, enc string) backend {
 		},
 		dial: func(ctx context.Context, e *env, addr string) (client, error) {
 			d := grpctransport.NewDialer(grpctransport.DialerConfig{Compression: e.compress, Logger: e.logger,
-				GradientEncoding: enc, PullStreams: e.pullStreams})
+				GradientEncoding: enc})
 			svc, err := d.Dial(ctx, addr)
 			if err != nil {
 				d.Close()

@@ -33,9 +33,6 @@ const (
 	// DefaultMaxTensorBytes bounds the tensor data of one Push (server) or
 	// Pull response (client), so a peer cannot make us allocate at will.
 	DefaultMaxTensorBytes = 4 << 30
-	// DefaultPullStreams is the most concurrent streams one large Pull is
-	// split over (DialerConfig.PullStreams).
-	DefaultPullStreams = 4
 	// DefaultStopTimeout is how long Stop waits for calls in flight.
 	DefaultStopTimeout = 10 * time.Second
 	// DefaultKeepalive is how long a client connection may be silent while
@@ -108,14 +105,6 @@ type DialerConfig struct {
 	// ConnsPerPeer is the number of TCP connections kept to each address;
 	// calls are spread over them round-robin. Zero means 1.
 	ConnsPerPeer int
-	// PullStreams is the most concurrent streams a Pull of several dense
-	// parts is split over, once earlier pulls showed its parts to add up
-	// to 8 MiB or more: the server then copies one part while the previous
-	// one is on the wire, and the client copies several parts out of gRPC's
-	// buffers at once. The parts are read independently either way (a
-	// ps.Server gives no snapshot across parts). Zero means
-	// DefaultPullStreams; 1 pulls in one stream.
-	PullStreams int
 	// GradientEncoding is how Push sends gradient values: "" or
 	// EncodingFloat32 exactly, 4 bytes each; EncodingBF16 or EncodingFP16
 	// rounded (to nearest, ties to even) to 2 bytes each, which halves the
@@ -222,9 +211,6 @@ func (c DialerConfig) resolve() (common, error) {
 		if encoding.GetCompressor(c.Compression) == nil {
 			return common{}, fmt.Errorf("grpctransport: unknown compression %q", c.Compression)
 		}
-	}
-	if c.PullStreams < 0 {
-		return common{}, fmt.Errorf("grpctransport: negative PullStreams %d", c.PullStreams)
 	}
 	if c.ConnsPerPeer < 0 {
 		return common{}, fmt.Errorf("grpctransport: negative ConnsPerPeer %d", c.ConnsPerPeer)

@@ -1,12 +1,9 @@
 package grpctransport
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -31,8 +28,6 @@ type Dialer struct {
 	enc    pb.ValueEncoding
 	// pushElems is the values per Push frame: ChunkBytes of the encoding.
 	pushElems int
-	// pullStreams is the most streams one Pull is split over.
-	pullStreams int
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -45,28 +40,6 @@ type peer struct {
 	ccs  []*grpc.ClientConn
 	refs int
 	next atomic.Uint64
-
-	// sizes holds the bytes of values of dense parts, as the last pull of
-	// each answered (PartKey → int64), for splitPull. It holds only keys
-	// this client asked for.
-	sizes sync.Map
-}
-
-// learn records the sizes of the dense parts of a pull's response.
-func (p *peer) learn(req []ps.PullPart, resp []ps.PartValues) {
-	for i, pv := range resp {
-		if i < len(req) && req[i].Rows == nil && req[i].Key == pv.Key {
-			p.sizes.Store(pv.Key, 4*int64(len(pv.Values)))
-		}
-	}
-}
-
-// size is the learned size of dense part key, 0 if unknown.
-func (p *peer) size(key ps.PartKey) int64 {
-	if v, ok := p.sizes.Load(key); ok {
-		return v.(int64)
-	}
-	return 0
 }
 
 func (p *peer) conn() *grpc.ClientConn {
@@ -94,10 +67,6 @@ func NewDialer(cfg DialerConfig) *Dialer {
 	}
 	d.enc, _ = valueEncoding(cfg.GradientEncoding) // checked by resolve
 	d.pushElems = d.c.chunkElems * 4 / valueBytes(d.enc)
-	d.pullStreams = cfg.PullStreams
-	if d.pullStreams == 0 {
-		d.pullStreams = DefaultPullStreams
-	}
 	callOpts := []grpc.CallOption{
 		grpc.ForceCodecV2(newCodec()),
 		grpc.MaxCallRecvMsgSize(d.c.maxMessageBytes),
@@ -237,120 +206,11 @@ func (c *client) Create(ctx context.Context, req *ps.CreateRequest) (*ps.CreateR
 	return &ps.CreateResponse{Versions: versionsFromPB(out.Versions)}, nil
 }
 
-// Pull implements ps.Service. A pull of several dense parts that earlier
-// pulls showed to add up to at least splitPullBytes is split into up to
-// DialerConfig.PullStreams concurrent streams of balanced size (see
-// splitPull); the response is the same.
+// Pull implements ps.Service.
 func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse, error) {
 	if err := c.check(ctx, "pull"); err != nil {
 		return nil, err
 	}
-	groups := c.splitPull(req)
-	if len(groups) <= 1 {
-		resp, err := c.pullOne(ctx, req, &atomic.Int64{})
-		if err == nil {
-			c.p.learn(req.Parts, resp.Parts)
-		}
-		return resp, err
-	}
-	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var budget atomic.Int64 // bytes of values announced so far, all streams
-	subs := make([]*ps.PullResponse, len(groups))
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	for g, idx := range groups {
-		sub := &ps.PullRequest{ClientID: req.ClientID, Worker: req.Worker, Clock: req.Clock, Parts: make([]ps.PullPart, len(idx))}
-		for j, i := range idx {
-			sub.Parts[j] = req.Parts[i]
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			subs[g], errs[g] = c.pullOne(gctx, sub, &budget)
-			if errs[g] != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	// The first error that is not just another stream's cancellation.
-	var first error
-	for _, err := range errs {
-		if err != nil && (first == nil || (errors.Is(first, context.Canceled) && ctx.Err() == nil)) {
-			first = err
-		}
-	}
-	if first != nil {
-		return nil, first
-	}
-	resp := &ps.PullResponse{Parts: make([]ps.PartValues, len(req.Parts))}
-	for g, idx := range groups {
-		if len(subs[g].Parts) != len(idx) {
-			return nil, fmt.Errorf("grpc pull %s: %w: %d parts answered for %d asked", c.p.addr, ps.ErrInvalidArgument, len(subs[g].Parts), len(idx))
-		}
-		for j, i := range idx {
-			resp.Parts[i] = subs[g].Parts[j]
-		}
-	}
-	c.p.learn(req.Parts, resp.Parts)
-	return resp, nil
-}
-
-// splitPullBytes is the least total a pull must have (as learned from
-// earlier responses) to be split over several streams. Below it the extra
-// streams cost more than the overlap saves.
-const splitPullBytes = 8 << 20
-
-// splitPull returns the indexes of req's parts grouped for concurrent
-// streams, or nil to pull in one stream. Only dense parts whose size an
-// earlier pull showed count; groups are balanced greedily by that size.
-func (c *client) splitPull(req *ps.PullRequest) [][]int {
-	k := min(c.d.pullStreams, len(req.Parts))
-	if k < 2 {
-		return nil
-	}
-	sizes := make([]int64, len(req.Parts))
-	var total int64
-	for i, pp := range req.Parts {
-		if pp.Rows == nil {
-			sizes[i] = c.p.size(pp.Key)
-			total += sizes[i]
-		}
-	}
-	if total < splitPullBytes {
-		return nil
-	}
-	order := make([]int, len(sizes))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(sizes[b], sizes[a]) })
-	groups := make([][]int, k)
-	load := make([]int64, k)
-	for _, i := range order {
-		g := 0
-		for j := 1; j < k; j++ {
-			if load[j] < load[g] {
-				g = j
-			}
-		}
-		groups[g] = append(groups[g], i)
-		load[g] += sizes[i]
-	}
-	out := groups[:0]
-	for _, g := range groups {
-		if len(g) > 0 {
-			slices.Sort(g)
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// pullOne pulls req over one stream. budget counts the value bytes that
-// all streams of one Pull announced, against MaxTensorBytes.
-func (c *client) pullOne(ctx context.Context, req *ps.PullRequest, budget *atomic.Int64) (*ps.PullResponse, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[0], pb.ParameterServer_Pull_FullMethodName)
@@ -366,15 +226,7 @@ func (c *client) pullOne(ctx context.Context, req *ps.PullRequest, budget *atomi
 	var resp *ps.PullResponse
 	in := &frameIn{header: &pb.PullHeader{}, maxHeader: c.d.c.maxMessageBytes}
 	in.onHeader = func() ([]float32, error) {
-		h := in.header.(*pb.PullHeader)
-		total, err := totalValues(len(h.GetParts()), func(i int) int64 { return h.Parts[i].GetNumValues() }, c.d.c.maxTensorBytes)
-		if err != nil {
-			return nil, err
-		}
-		if budget.Add(4*total) > c.d.c.maxTensorBytes {
-			return nil, ps.Errorf(ps.ErrTooLarge, "tensor data exceeds the limit of %d bytes", c.d.c.maxTensorBytes)
-		}
-		r, backing, err := pullFromHeader(h, c.d.c.maxTensorBytes)
+		r, backing, err := pullFromHeader(in.header.(*pb.PullHeader), c.d.c.maxTensorBytes)
 		resp = r
 		return backing, err
 	}

@@ -2,11 +2,9 @@ package grpctransport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/flowps/flowps/ps"
@@ -123,80 +121,5 @@ func TestNoRecyclingForOtherServices(t *testing.T) {
 		if k[0] != float32(i) || k[len(k)-1] != float32(i) {
 			t.Fatalf("kept gradient %d now holds %v", i, k[0])
 		}
-	}
-}
-
-// TestPullSplitsOverStreams: once a pull's dense parts are known to be
-// large, it is split over concurrent streams, with the same response; an
-// error of one stream fails the pull.
-func TestPullSplitsOverStreams(t *testing.T) {
-	const partValues = 640 << 10 // 2.5 MiB per part, 10 MiB in all
-	values := map[string][]float32{}
-	for i, name := range []string{"a", "b", "c", "d"} {
-		v := make([]float32, partValues+i)
-		for j := range v {
-			v[j] = float32(i*1000 + j%1000)
-		}
-		values[name] = v
-	}
-	var calls sync.Map // call count per first key
-	fake := &transporttest.Fake{PullFunc: func(_ context.Context, r *ps.PullRequest) (*ps.PullResponse, error) {
-		resp := &ps.PullResponse{}
-		for _, p := range r.Parts {
-			if p.Key.Var == "bad" {
-				return nil, ps.Errorf(ps.ErrNotOwner, "not here")
-			}
-			v := values[p.Key.Var]
-			if p.Rows != nil {
-				v = v[:len(p.Rows)]
-			}
-			resp.Parts = append(resp.Parts, ps.PartValues{Key: p.Key, Version: int64(len(p.Key.Var)), Values: v})
-		}
-		n, _ := calls.LoadOrStore(r.ClientID, new(atomic.Int64))
-		n.(*atomic.Int64).Add(1)
-		return resp, nil
-	}}
-	addr, _ := serve(t, fake, ServerConfig{})
-	ctx := context.Background()
-	for _, streams := range []int{1, 0, 3} {
-		d := NewDialer(DialerConfig{PullStreams: streams})
-		svc, err := d.Dial(ctx, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := fmt.Sprint("streams", streams)
-		req := &ps.PullRequest{ClientID: id, Parts: []ps.PullPart{{Key: ps.PartKey{Var: "c"}}, {Key: ps.PartKey{Var: "a"}},
-			{Key: ps.PartKey{Var: "b"}, Rows: []int64{0, 1}}, {Key: ps.PartKey{Var: "d"}}, {Key: ps.PartKey{Var: "b"}}}}
-		for round := 0; round < 2; round++ {
-			resp, err := svc.Pull(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(resp.Parts) != len(req.Parts) {
-				t.Fatalf("%d parts for %d", len(resp.Parts), len(req.Parts))
-			}
-			for i, p := range resp.Parts {
-				want := values[req.Parts[i].Key.Var]
-				if req.Parts[i].Rows != nil {
-					want = want[:2]
-				}
-				if p.Key != req.Parts[i].Key || p.Version != 1 || !slices.Equal(p.Values, want) {
-					t.Fatalf("streams %d round %d part %d: key %v version %d, %d values", streams, round, i, p.Key, p.Version, len(p.Values))
-				}
-			}
-		}
-		n, _ := calls.Load(id)
-		// The first pull learns the sizes; the second is split into
-		// min(streams, 5) streams (0 means DefaultPullStreams, 4).
-		want := map[int]int{1: 2, 0: 1 + 4, 3: 1 + 3}[streams]
-		if got := int(n.(*atomic.Int64).Load()); got != want {
-			t.Errorf("PullStreams %d: server saw %d pulls, want %d", streams, got, want)
-		}
-		bad := &ps.PullRequest{ClientID: id, Parts: append(slices.Clone(req.Parts), ps.PullPart{Key: ps.PartKey{Var: "bad"}})}
-		if _, err := svc.Pull(ctx, bad); !errors.Is(err, ps.ErrNotOwner) {
-			t.Errorf("PullStreams %d: pull with a bad part: %v, want ErrNotOwner", streams, err)
-		}
-		svc.Close()
-		d.Close()
 	}
 }
