@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/sharding"
 	"github.com/flowps/flowps/transport/rdma"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -106,6 +108,14 @@ func TestStartRDMAShm(t *testing.T) {
 	defer f.Close()
 	if f.Provider != rdma.ProviderSHM || f.Fabric == "" {
 		t.Fatalf("front %+v, want an shm endpoint", f)
+	}
+	// The endpoint travels in gossip metadata, which is bounded.
+	m := sharding.Member{ID: "psd-with-a-rather-long-name-0", Role: sharding.RolePS, Addr: "[fd00:1234:5678::1]:65535",
+		Host: "a-host-name-of-some-length.example.internal", Capacity: 1.5, Fabric: f.Fabric, FabricProvider: f.Provider}
+	if b, _ := json.Marshal(m); len(b) > sharding.MaxMetaSize {
+		t.Errorf("member with a fabric endpoint encodes to %d bytes > %d", len(b), sharding.MaxMetaSize)
+	} else {
+		t.Logf("shm endpoint name %d bytes; member metadata %d of %d bytes", len(f.Fabric)/2, len(b), sharding.MaxMetaSize)
 	}
 	name, err := hex.DecodeString(f.Fabric)
 	if err != nil {
