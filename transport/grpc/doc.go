@@ -48,6 +48,23 @@
 // Aliasing: Push reads req's gradients until it returns; a Service's Pull
 // response Values are read by the server after the Service returns them,
 // so a Service must not modify them afterwards (ps.Server returns copies).
+// A Server receives each pushed tensor into one backing array. When the
+// Service is a *ps.Server, which keeps no reference to a gradient once a
+// Push succeeded (it copies into its sync-mode sums and out-of-order
+// replication buffers, and returns only after its replicas received the
+// op), the array goes back to a pool after a successful Push and is reused,
+// unzeroed, for a later one; after a failed Push, and for any other
+// Service, it is left to the garbage collector.
+//
+// # Gradient encoding
+//
+// DialerConfig.GradientEncoding "bf16" or "fp16" sends pushed gradients as
+// 2-byte values (PushHeader.encoding in flowps.proto; offsets still count
+// values), encoded with ps/wire and widened back to float32 by the server
+// before the Service sees them, so a gradient arrives exactly as
+// ps/wire's round trip of it (TestPushGradientEncoding). Pulls stay exact
+// float32. It halves the bytes of a push: worth it on a link slower than
+// the CPU, not on loopback (see Performance).
 //
 // # Errors
 //
@@ -104,6 +121,50 @@
 // per 16 KiB frame instead of one copy), the zero-copy codec and the
 // non-zeroing receive pool (kept). DefaultChunkBytes, DefaultWindowBytes
 // and DefaultBufferBytes are those choices.
+//
+// Issue 4 (2026-11-25, load average 11-16, the benchmark process getting
+// 24-30 % of one core, so CPU per call sets the pace): levers measured with
+// benchmarks/transport (rows interleaved; medians of 3 runs of each binary,
+// alternated) and CPU time per call. Kept:
+//
+//   - Pooled push arrays (tensorpool.go, for *ps.Server only): a 64 MiB push
+//     into ps.Server took 132 ms of CPU before, 119 ms after (user+sys of
+//     22-push runs minus start-up, 3 runs each, median); push GB/s over
+//     grpc-echo's 0.46× → 0.57× at 4 MiB and 0.46× → 0.57× at 64 MiB.
+//
+// Measured and not kept:
+//
+//   - Splitting a pull of several dense parts over concurrent streams (up
+//     to 4, balanced by sizes learned from earlier pulls; commit 20dfb51,
+//     dropped in the next): 64 MiB pull (4 parts) 0.23× tcp split, 0.25×
+//     one stream, p50 459 ms vs 331 ms. Overlapping the server's copy with
+//     sending cannot pay when the process is CPU-starved; it adds CPU.
+//   - 1 MiB instead of 256 KiB socket read and write buffers: CPU per call
+//     equal within noise (4 MiB 4.8-6.1 ms vs 4.4-6.3 ms; 64 MiB 80-89 ms
+//     vs 73-82 ms, BenchmarkPushPull with FLOWPS_BENCH_BUF/RBUF).
+//   - grpc.WithSharedWriteBuffer is already gRPC 1.85's default; gRPC's
+//     HTTP/2 DATA frames are fixed at 16 KiB (http2MaxFrameLen, no option),
+//     so WriteBufferSize 0 would cost two system calls (9-byte header, 16
+//     KiB payload) per frame; not pursued.
+//   - bf16 gradients (GradientEncoding, kept as an option): half the bytes,
+//     but on loopback more CPU: a 64 MiB push 110 ms of CPU vs 75 ms
+//     float32 (BenchmarkPushPull, FLOWPS_BENCH_ENC=bf16), push GB/s over
+//     grpc-echo 0.40× vs 0.57× (4 MiB) and 0.41× vs 0.57× (64 MiB). Encoding
+//     and decoding are 36 % and 35 % of that CPU; a four-values-per-step
+//     (SWAR) rewrite of both ran no faster than ps/wire's scalar loops
+//     (memory-bound under this load: encode 0.48 vs 0.45 s, decode 0.26
+//     vs 0.29 s of user time for 300 × 1 Mi values), so it was dropped.
+//
+// What is left, in a profile of 4 MiB and 64 MiB pulls: 47 % memmove
+// (ps.Server's clone of the partition 40 % of it, this package's copy out
+// of gRPC's frames 25 %, gRPC's write buffer 18 %, gRPC's read buffer
+// 17 %), 23 % system calls, 7 % zeroing the client's fresh destination
+// array. gRPC's two copies and 16 KiB frames are not configurable; reaching
+// 0.8× raw TCP
+// needs either ps changes (a pull that does not clone; a cheaper push
+// check and apply) or a data path beside gRPC for large tensors (raw TCP
+// or TLS streams negotiated over gRPC, as transport/rdma negotiates its
+// regions).
 //
 // Replication. A Server whose Service also implements ps.Replicator (a
 // ps.Server with replication on) serves the flowps.v1.Replication service
