@@ -33,6 +33,9 @@ const (
 const (
 	TransportGRPC = "grpc"
 	TransportRDMA = "rdma"
+	// TransportNone: ModeRDMA could not reach the peer over RDMA (the
+	// reason says why), so it is not connected.
+	TransportNone = "none"
 )
 
 // Config configures a Dialer.
@@ -85,8 +88,8 @@ type Choice struct {
 	// Addr its gRPC address, the key the choice is kept under.
 	Peer string `json:"peer"`
 	Addr string `json:"addr"`
-	// Transport is TransportRDMA or TransportGRPC; Provider the libfabric
-	// provider when it is RDMA.
+	// Transport is TransportRDMA or TransportGRPC (TransportNone when
+	// ModeRDMA could not connect); Provider the libfabric provider of RDMA.
 	Transport string `json:"transport"`
 	Provider  string `json:"provider,omitempty"`
 	// Reason says why, in words fit for a log or a status page.
@@ -305,6 +308,7 @@ func (d *Dialer) record(addr string, p plan, transport, provider, reason string)
 func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 	p := d.decide(ctx, addr)
 	if p.mustRDMA && !p.rdma {
+		d.record(addr, p, TransportNone, "", "transport rdma required: "+p.reason)
 		return nil, fmt.Errorf("%w: transport rdma to %s: %s", ps.ErrUnavailable, addr, p.reason)
 	}
 	var fabricSvc ps.Service
@@ -314,7 +318,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 		case err == nil:
 			fabricSvc = svc
 		case p.mustRDMA:
-			d.record(addr, p, TransportRDMA, p.provider, "dial failed: "+err.Error())
+			d.record(addr, p, TransportNone, p.provider, "transport rdma required; dial failed: "+err.Error())
 			if !errors.Is(err, ps.ErrUnavailable) {
 				err = fmt.Errorf("%w: %w", ps.ErrUnavailable, err)
 			}

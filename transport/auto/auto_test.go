@@ -429,6 +429,9 @@ func TestModeRDMANeverFallsBack(t *testing.T) {
 	if !errors.Is(err, ps.ErrUnavailable) || !strings.Contains(err.Error(), "advertises no fabric endpoint") {
 		t.Errorf("dial a peer without fabric in rdma mode: %v, want a clear retryable error", err)
 	}
+	if c := r.choice(); c.Transport != TransportNone || !strings.Contains(c.Reason, "required") {
+		t.Errorf("choice %+v, want none: rdma required", c)
+	}
 }
 
 // failingDialer is an RDMA dialer whose Dial fails (verbs did not open,
