@@ -85,7 +85,7 @@ func shmCluster(t *testing.T) *clustertest.Cluster {
 // fabric, the gRPC run's are not.
 func TestTrainerOverSHMMatchesGRPC(t *testing.T) {
 	skipShort(t)
-	job := []string{"--model", "logreg", "--epochs", "1", "--mode", "sync", "--workers", "1", "--progress", "0"}
+	job := []string{"--model", "logreg", "--epochs", "1", "--mode", "sync", "--workers", "1", "--progress", "60"}
 	// run trains on a fresh cluster and returns the result and the calls
 	// its psd served over the fabric (pushes, pulls); the cluster is
 	// stopped before the next run starts.
@@ -127,8 +127,8 @@ func TestTrainerOverSHMMatchesGRPC(t *testing.T) {
 func TestTrainerAutoPicksSHMOnSameHost(t *testing.T) {
 	skipShort(t)
 	c := shmCluster(t)
-	args := []string{"--join", strings.Join(c.GossipSeeds(), ","), "--model", "logreg", "--epochs", "1", "--batch", "1000", "--progress", "0",
-		"--transport", "auto", "--rdma-provider", "shm", "-v"}
+	args := []string{"--join", strings.Join(c.GossipSeeds(), ","), "--model", "logreg", "--epochs", "1", "--batch", "1000", "--progress", "60",
+		"--transport", "auto", "--rdma-provider", "shm"}
 	_, stderr := runTrainerBin(t, nil, args...)
 	for _, n := range c.Nodes {
 		if got := rdmaCalls(t, n, "pull"); got == 0 {
