@@ -284,6 +284,9 @@ func TestFrameEncodingIsProtobuf(t *testing.T) {
 func FuzzFrameDecode(f *testing.F) {
 	good, _ := proto.Marshal(&pb.PushFrame{Header: &pb.PushHeader{Parts: []*pb.PushPartHeader{{NumValues: 2, HasGrad: true}}}, Data: le(1, 2)})
 	f.Add(good, 1)
+	bf16, _ := proto.Marshal(&pb.PushFrame{Header: &pb.PushHeader{Encoding: pb.ValueEncoding_VALUE_ENCODING_BF16,
+		Parts: []*pb.PushPartHeader{{NumValues: 3, HasGrad: true}}}, Data: []byte{1, 2, 3, 4, 5, 6}})
+	f.Add(bf16, 3)
 	f.Add([]byte{0x1a, 0xff, 0xff, 0xff, 0xff, 0x0f}, 2)
 	f.Add([]byte{0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, 4)
 	f.Add([]byte{0x0b, 0x0c}, 1)
@@ -297,6 +300,10 @@ func FuzzFrameDecode(f *testing.F) {
 		}
 		in := &frameIn{header: &pb.PushHeader{}, maxHeader: 1 << 16}
 		in.onHeader = func() ([]float32, error) {
+			// As handler.Push: any encoding the header names, checked.
+			if in.enc = in.header.(*pb.PushHeader).GetEncoding(); in.enc < 0 || in.enc > pb.ValueEncoding_VALUE_ENCODING_FP16 {
+				return nil, ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", int32(in.enc))
+			}
 			_, backing, err := pushFromHeader(in.header.(*pb.PushHeader), 1<<20)
 			return backing, err
 		}
