@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,6 +131,26 @@ func (l *counterLoad) finish(ctx context.Context, t *testing.T, reader *ps.Clien
 	t.Logf("%d acknowledged pushes over %d counters, all exact", l.total(), len(l.names))
 }
 
+// replicationLog prints, for a failed test, every node's replication and
+// membership events (the cluster's own dump shows only the last lines).
+func replicationLog(t *testing.T, c *clustertest.Cluster) {
+	if !t.Failed() {
+		return
+	}
+	for _, n := range c.Nodes {
+		var b strings.Builder
+		for _, line := range strings.Split(n.Log(), "\n") {
+			for _, w := range []string{"primary", "fenced", "deposed", "adopted", "installed", "dropped", "member", "reconcile", "takeover"} {
+				if strings.Contains(line, w) {
+					b.WriteString(line + "\n")
+					break
+				}
+			}
+		}
+		t.Logf("---- %s replication events ----\n%s", n.ID, b.String())
+	}
+}
+
 // members is the placement view of the running nodes.
 func members(c *clustertest.Cluster) []sharding.Member {
 	var out []sharding.Member
@@ -243,6 +264,7 @@ func TestJoinMigratesWithoutLoss(t *testing.T) {
 	names := counterNames(12)
 	load := startCounters(ctx, t, clients, names)
 	load.waitMore(t, 300, 30*time.Second)
+	t.Cleanup(func() { replicationLog(t, c) })
 
 	joined := time.Now()
 	newNode := c.Add()
