@@ -299,47 +299,45 @@ func (r *replication) doInstall(ctx context.Context, key PartKey, m sharding.Mem
 
 // reconcileLoop brings this server's partitions in line with view: it takes
 // over what it now leads, re-replicates active partitions to their owners,
-// and nudges the new primary of partitions it holds but no longer leads.
-// It retries what failed until everything is settled or the view changes.
+// nudges the new primary of partitions it holds but no longer leads, and
+// drops copies placement moved away. Each partition retries on its own
+// (with backoff, at most four at a time) until it is settled or the view
+// changes, so one slow partition does not hold up the others.
 func (r *replication) reconcileLoop(ctx context.Context, view sharding.View) {
 	s := r.s
-	backoff := 50 * time.Millisecond
-	for {
-		if s.checkOpen("reconcile") != nil {
-			return
-		}
-		pending := 0
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 4)
-		for _, p := range s.hosted() {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := r.reconcilePart(ctx, view, p); err != nil {
-					s.log.Debug("reconcile", "key", p.key.String(), "epoch", view.Epoch, "err", err)
-					mu.Lock()
-					pending++
-					mu.Unlock()
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, p := range s.hosted() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			backoff := 50 * time.Millisecond
+			for {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
 				}
-			}()
-		}
-		wg.Wait()
-		if pending == 0 || ctx.Err() != nil {
-			if pending == 0 {
-				s.log.Debug("reconciled", "epoch", view.Epoch)
+				err := r.reconcilePart(ctx, view, p)
+				<-sem
+				if err == nil || ctx.Err() != nil || s.checkOpen("reconcile") != nil {
+					return
+				}
+				s.log.Debug("reconcile", "key", p.key.String(), "epoch", view.Epoch, "err", err)
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				backoff = min(2*backoff, time.Second)
 			}
-			return
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, time.Second)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() == nil {
+		s.log.Debug("reconciled", "epoch", view.Epoch)
 	}
 }
 
