@@ -21,6 +21,7 @@ type status struct {
 	Epoch      uint64          `json:"epoch"`
 	Uptime     string          `json:"uptime"`
 	Replicas   int             `json:"replicas"`
+	Transport  transportStatus `json:"transport"`
 	Members    []memberStatus  `json:"members"`
 	Partitions []ps.PartStatus `json:"partitions"`
 }
@@ -31,6 +32,8 @@ type memberStatus struct {
 	Addr   string        `json:"addr"`
 	Gossip string        `json:"gossip,omitempty"`
 	Host   string        `json:"host,omitempty"`
+	// FabricProvider is the RDMA provider the member advertises, if any.
+	FabricProvider string `json:"fabric_provider,omitempty"`
 }
 
 func (n *node) status() status {
@@ -38,13 +41,13 @@ func (n *node) status() status {
 	st := status{
 		ID: n.cfg.ID, Role: sharding.RolePS, Addr: self.Addr, Gossip: self.Gossip,
 		Uptime: time.Since(n.start).Round(time.Second).String(), Replicas: n.cfg.Replicas,
-		Partitions: n.server.Status(),
+		Partitions: n.server.Status(), Transport: n.fabric.status(nil),
 	}
 	n.mu.Lock()
 	st.Epoch = n.epoch
 	n.mu.Unlock()
 	for _, m := range n.members.Members() {
-		st.Members = append(st.Members, memberStatus{ID: m.ID, Role: m.Role, Addr: m.Addr, Gossip: m.Gossip, Host: m.Host})
+		st.Members = append(st.Members, memberStatus{ID: m.ID, Role: m.Role, Addr: m.Addr, Gossip: m.Gossip, Host: m.Host, FabricProvider: m.FabricProvider})
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool {
 		a, b := st.Partitions[i].Key, st.Partitions[j].Key
@@ -91,9 +94,10 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 </head><body>
 <h1>psd {{.ID}}</h1>
 <p>gRPC {{.Addr}} · gossip {{.Gossip}} · view epoch {{.Epoch}} · up {{.Uptime}} · replicas {{.Replicas}}</p>
+<p>fabric: {{with .Transport}}{{if .FabricProvider}}{{.FabricProvider}}, {{.FabricClients}} clients{{else}}none{{end}} — {{.Reason}}{{end}}</p>
 <h2>Members ({{len .Members}})</h2>
-<table><tr><th>id</th><th>role</th><th>address</th><th>gossip</th><th>host</th></tr>
-{{range .Members}}<tr><td>{{.ID}}</td><td>{{.Role}}</td><td>{{.Addr}}</td><td>{{.Gossip}}</td><td>{{.Host}}</td></tr>
+<table><tr><th>id</th><th>role</th><th>address</th><th>gossip</th><th>host</th><th>fabric</th></tr>
+{{range .Members}}<tr><td>{{.ID}}</td><td>{{.Role}}</td><td>{{.Addr}}</td><td>{{.Gossip}}</td><td>{{.Host}}</td><td>{{.FabricProvider}}</td></tr>
 {{end}}</table>
 <h2>Partitions owned ({{len .Partitions}})</h2>
 <table><tr><th>variable</th><th>part</th><th>rows</th><th>version</th><th>mode</th></tr>

@@ -67,6 +67,7 @@ type config struct {
 
 	securityConfig   // security.go: --tls-*, --http-tls, --gossip-key
 	checkpointConfig // checkpoint.go: --checkpoint-*, --restore
+	transportConfig  // rdma.go: --transport, --rdma-provider
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -89,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log as JSON lines instead of text")
 	c.securityConfig.addFlags(fs)
 	c.checkpointConfig.addFlags(fs)
+	c.transportConfig.addFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `psd: the flowps parameter-server daemon.
 
@@ -140,6 +142,9 @@ Usage: psd [flags]
 		return c, err
 	}
 	if err := c.checkpointConfig.resolve(c.DataDir); err != nil {
+		return c, err
+	}
+	if err := c.transportConfig.resolve(); err != nil {
 		return c, err
 	}
 	opts := &slog.HandlerOptions{Level: c.LogLevel}

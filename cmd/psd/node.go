@@ -24,6 +24,7 @@ type node struct {
 	grpc    *grpctransport.Server
 	members *sharding.Membership
 	metrics *metrics
+	fabric  *rdmaFront // rdma.go: the fabric endpoint, or none and why
 
 	mu    sync.Mutex
 	epoch uint64
@@ -69,8 +70,16 @@ func run(ctx context.Context, cfg config) error {
 	}
 	defer n.server.Close()
 
+	n.metrics = newMetrics(n)
+	if n.fabric, err = startRDMA(ctx, cfg.transportConfig, addr, cfg.GRPCServerTLS != nil, observedAs(n.server, n.metrics.rpc, "rdma"), log); err != nil {
+		return err
+	}
+	defer n.fabric.Close()
+	n.metrics.reg.MustRegister(transportCollector{front: n.fabric})
+
 	host, _ := os.Hostname()
-	self := sharding.Member{ID: cfg.ID, Role: sharding.RolePS, Addr: addr, Host: host, Capacity: cfg.Capacity}
+	self := sharding.Member{ID: cfg.ID, Role: sharding.RolePS, Addr: addr, Host: host, Capacity: cfg.Capacity,
+		Fabric: n.fabric.Fabric, FabricProvider: n.fabric.Provider}
 	mcfg := sharding.MembershipConfig{
 		Self:          self,
 		BindAddr:      cfg.Gossip,
@@ -83,7 +92,6 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("--gossip %s: %w", cfg.Gossip, err)
 	}
 	defer n.members.Shutdown()
-	n.metrics = newMetrics(n)
 
 	views, cancelViews := n.members.Subscribe()
 	defer cancelViews()
@@ -120,7 +128,7 @@ func run(ctx context.Context, cfg config) error {
 			}
 		}()
 	}
-	log.Info("psd serving", "grpc", addr, "gossip", cfg.Gossip, "http", cfg.HTTP, "profile", cfg.Profile)
+	log.Info("psd serving", "grpc", addr, "gossip", cfg.Gossip, "http", cfg.HTTP, "profile", cfg.Profile, "fabric", n.fabric.Provider, "fabric_reason", n.fabric.Reason)
 
 	var runErr error
 loop:

@@ -94,7 +94,7 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 		}
 	}
 	c.members = m
-	d, closeDialer, err := newDialer(cfg, c.logger)
+	d, closeDialer, err := newDialer(cfg, c.logger, c.progress, m)
 	if err != nil {
 		return err
 	}

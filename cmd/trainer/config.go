@@ -14,6 +14,7 @@ import (
 	"github.com/flowps/flowps/models"
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/tfconfig"
+	"github.com/flowps/flowps/transport/rdma"
 )
 
 // config is everything a run needs, from the flags.
@@ -45,8 +46,11 @@ type config struct {
 	Gossip    string  // HOST:PORT this trainer's gossip binds to (cluster mode)
 	Verbose   bool    // debug logs on stderr
 	Init      string  // glorot | torch
-	Transport string  // grpc
-	Compress  string  // none | s2 | zstd
+	Transport string  // auto | grpc | rdma
+	// RDMAProvider forces a libfabric provider (--rdma-provider); empty:
+	// verbs;ofi_rxm after the device checks.
+	RDMAProvider string
+	Compress     string // none | s2 | zstd
 	// Security holds the mutual-TLS identity and gossip key (--join).
 	Security *securityFlags
 	// JoinTimeout bounds joining the cluster and waiting for a psd.
@@ -103,7 +107,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.ProgressEvery, "progress", 2, "seconds between progress lines on stderr")
 	fs.StringVar(&c.Init, "init", "torch", "weight initialisation: torch (U(±1/√fan_in) weights and biases, PyTorch's default) or glorot (Glorot-uniform weights, zero biases)")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", 10*time.Second, "how long --join may take to reach the cluster and see a psd")
-	fs.StringVar(&c.Transport, "transport", "grpc", "transport to the parameter servers with --join: grpc (the trainer does not select RDMA yet)")
+	fs.StringVar(&c.Transport, "transport", "auto", "transport to the parameter servers with --join: auto (per psd, RDMA when it advertises a fabric endpoint this machine can reach, else gRPC; logged), grpc, or rdma (RDMA or fail)")
+	fs.StringVar(&c.RDMAProvider, "rdma-provider", "", "libfabric provider for RDMA, skipping the device checks: shm (psd on this host), tcp;ofi_rxm or verbs;ofi_rxm; empty: verbs;ofi_rxm after the checks")
 	fs.StringVar(&c.Compress, "compress", "none", "wire compression with --join: none, s2 or zstd")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
 	c.Security = addSecurityFlags(fs)
@@ -154,8 +159,13 @@ func (c *config) validate() error {
 	if !(c.Holdout > 0 && c.Holdout < 1) {
 		return fmt.Errorf("--holdout %v: want a fraction in (0, 1)", c.Holdout)
 	}
-	if c.Transport != "grpc" {
-		return fmt.Errorf("--transport %q: this trainer supports only grpc (RDMA selection is not wired into the trainer yet)", c.Transport)
+	switch c.Transport {
+	case "auto", "grpc", "rdma":
+	default:
+		return fmt.Errorf("--transport %q: want auto, grpc or rdma", c.Transport)
+	}
+	if c.Transport == "rdma" && !rdma.Available() {
+		return fmt.Errorf("--transport rdma: %w", rdma.ErrNoRDMA)
 	}
 	switch c.Compress {
 	case "none", "s2", "zstd":

