@@ -269,8 +269,44 @@ func TestJoinMigratesWithoutLoss(t *testing.T) {
 	joined := time.Now()
 	newNode := c.Add()
 	c.WaitMembers(4, 15*time.Second)
+	seen := time.Now()
 	load.waitMore(t, 600, 30*time.Second)
+	t.Logf("join: psd-3 started and seen by every psd after %v; 600 more pushes acknowledged %v later",
+		seen.Sub(joined).Round(time.Millisecond), time.Since(seen).Round(time.Millisecond))
+	// Training goes on with the new node leading its partitions: their
+	// versions on it keep growing.
+	versions := func() map[string]int64 {
+		st, err := newNode.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, p := range st.Partitions {
+			out[p.Key.Var] = p.Version
+		}
+		return out
+	}
+	led := 0
+	clustertest.WaitFor(t, 20*time.Second, "pushes served by the new node", func() error {
+		v0 := versions()
+		load.waitMore(t, 200, 30*time.Second)
+		v1 := versions()
+		led = 0
+		for _, n := range names {
+			if sharding.Place(ps.PartKey{Var: n}.String(), members(c), 2)[0].ID != newNode.ID {
+				continue
+			}
+			led++
+			if v1[n] <= v0[n] {
+				return fmt.Errorf("%s on %s: version %d, then %d", n, newNode.ID, v0[n], v1[n])
+			}
+		}
+		return nil
+	})
+	t.Logf("%s leads %d counters and serves pushes to them", newNode.ID, led)
+	fin := time.Now()
 	load.finish(ctx, t, c.Client("reader", 9))
+	t.Logf("load stopped and every counter read back in %v", time.Since(fin).Round(time.Millisecond))
 
 	// The new node hosts its share at the primary's version.
 	view := members(c)

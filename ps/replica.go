@@ -109,8 +109,10 @@ type FetchResponse struct {
 	Hosted bool
 	Active bool
 	// Synced is set when the host is the active primary and every replica
-	// in its view confirmed its current term: other copies may go.
+	// in its view confirmed its current term. Replicas lists the ids of
+	// those replicas (the primary's view of the owners after itself).
 	Synced   bool
+	Replicas []string
 	Fenced   bool
 	Promised Term
 	Term     Term
@@ -818,6 +820,7 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 		resp.Synced = true
 		owners := r.owners(r.currentView(), p.key)
 		for _, m := range owners[min(1, len(owners)):] {
+			resp.Replicas = append(resp.Replicas, m.ID)
 			if p.synced[m.Addr] != p.term {
 				resp.Synced = false
 			}

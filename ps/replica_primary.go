@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -374,10 +375,19 @@ func (r *replication) reconcilePart(ctx context.Context, view sharding.View, p *
 		}
 	}
 	// Placement moved this copy away. Drop it once the primary holds
-	// everything it holds and the primary's replicas are in sync, so no
-	// acknowledged update depends on it.
+	// everything it holds and its replicas are in sync — the replicas of
+	// its view must be exactly those of ours (so it no longer counts on
+	// this copy, and the owners we expect do hold the data) — so no
+	// acknowledged update depends on this copy.
 	if !fr.Synced {
 		return Errorf(ErrNotOwner, "%s: primary %s not yet in sync with its replicas", p.key, owners[0].ID)
+	}
+	want := make([]string, 0, len(owners)-1)
+	for _, o := range owners[1:] {
+		want = append(want, o.ID)
+	}
+	if !slices.Equal(want, fr.Replicas) {
+		return Errorf(ErrNotOwner, "%s: primary %s replicates to %v, placement here says %v", p.key, owners[0].ID, fr.Replicas, want)
 	}
 	p.mu.Lock()
 	stale := !p.active && !newer(p.term, p.lsn, fr.Term, fr.LSN)
