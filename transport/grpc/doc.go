@@ -159,12 +159,11 @@
 // (ps.Server's clone of the partition 40 % of it, this package's copy out
 // of gRPC's frames 25 %, gRPC's write buffer 18 %, gRPC's read buffer
 // 17 %), 23 % system calls, 7 % zeroing the client's fresh destination
-// array. gRPC's two copies and 16 KiB frames are not configurable; reaching
-// 0.8× raw TCP
-// needs either ps changes (a pull that does not clone; a cheaper push
-// check and apply) or a data path beside gRPC for large tensors (raw TCP
-// or TLS streams negotiated over gRPC, as transport/rdma negotiates its
-// regions).
+// array. gRPC's two copies and 16 KiB frames are not configurable;
+// reaching 0.8× raw TCP needs either ps changes (a pull that does not
+// clone; a cheaper push check and apply) or a data path beside gRPC for
+// large tensors (raw TCP or TLS streams negotiated over gRPC, as
+// transport/rdma negotiates its regions).
 //
 // Replication. A Server whose Service also implements ps.Replicator (a
 // ps.Server with replication on) serves the flowps.v1.Replication service
