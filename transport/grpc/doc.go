@@ -130,7 +130,9 @@
 //   - Pooled push arrays (tensorpool.go, for *ps.Server only): a 64 MiB push
 //     into ps.Server took 132 ms of CPU before, 119 ms after (user+sys of
 //     22-push runs minus start-up, 3 runs each, median); push GB/s over
-//     grpc-echo's 0.46× → 0.57× at 4 MiB and 0.46× → 0.57× at 64 MiB.
+//     grpc-echo's 0.46× → 0.57× at 4 MiB and at 64 MiB, and again 0.47× →
+//     0.59× and 0.49× → 0.59× in a quieter hour (load 3-4; tables in
+//     benchmarks/transport/README.md).
 //
 // Measured and not kept:
 //
