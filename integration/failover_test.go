@@ -340,7 +340,9 @@ func TestJoinMigratesWithoutLoss(t *testing.T) {
 	}
 	// Copies placement moved away from the old nodes are dropped.
 	dropStart := time.Now()
-	defer func() { t.Logf("moved copies dropped %v after the load stopped", time.Since(dropStart).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("moved copies dropped %v after the load stopped", time.Since(dropStart).Round(time.Millisecond))
+	}()
 	clustertest.WaitFor(t, 20*time.Second, "every node to host exactly its placement share", func() error {
 		for _, n := range c.Nodes {
 			st, err := n.Status()
