@@ -71,10 +71,15 @@ func (st *PartitionState) UnmarshalBinary(b []byte) error {
 		return Errorf(ErrInvalidArgument, "decode partition state header: %v", err)
 	}
 	b = b[hl:]
-	n := uint64(0)
+	// Sum the lengths with each bounded by the data present, so that no
+	// sum of header lengths can wrap around.
+	n, most := uint64(0), uint64(len(b))/4
 	for _, x := range append([]int{h.NumValues, h.NumAcc}, slotLens(h.Slots)...) {
 		if x < 0 {
 			return Errorf(ErrInvalidArgument, "decode partition state: negative length %d", x)
+		}
+		if uint64(x) > most-n {
+			return Errorf(ErrInvalidArgument, "decode partition state: header lengths exceed the %d data bytes", len(b))
 		}
 		n += uint64(x)
 	}
