@@ -776,20 +776,38 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 	if err := s.checkOpen("fetch"); err != nil {
 		return nil, err
 	}
+	resp := s.fetchLocal(req)
+	// Nudge after the fence above took effect, so that a primary the
+	// sender fenced with a newer term it knows takes over again (adopting
+	// the newest copy) instead of going on serving its stale one.
 	if req.Nudge {
-		view := r.currentView()
-		if o := r.owners(view, req.Key); len(o) > 0 && o[0].ID == s.cfg.ID {
-			r.mu.Lock()
-			r.goLocked(func() {
-				tctx, cancel := context.WithTimeout(r.ctx, 3*r.cfg.Timeout)
-				defer cancel()
-				if _, err := r.activePart(tctx, "nudge", req.Key, nil); err != nil {
-					s.log.Debug("takeover after nudge", "key", req.Key.String(), "from", req.From, "err", err)
-				}
-			})
-			r.mu.Unlock()
-		}
+		r.kickTakeover(req.Key, "nudge", req.From)
 	}
+	return resp, nil
+}
+
+// kickTakeover starts, in the background, a takeover of key if placement
+// in the current view makes this server its primary and it is not active.
+func (r *replication) kickTakeover(key PartKey, why, from string) {
+	s := r.s
+	view := r.currentView()
+	if o := r.owners(view, key); len(o) == 0 || o[0].ID != s.cfg.ID {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.goLocked(func() {
+		tctx, cancel := context.WithTimeout(r.ctx, 3*r.cfg.Timeout)
+		defer cancel()
+		if _, err := r.activePart(tctx, why, key, nil); err != nil {
+			s.log.Debug("takeover after "+why, "key", key.String(), "from", from, "err", err)
+		}
+	})
+}
+
+// fetchLocal answers a Fetch from this server's copy, fencing it first.
+func (s *Server) fetchLocal(req *FetchRequest) *FetchResponse {
+	r := s.repl
 	p := s.part(req.Key)
 	resp := &FetchResponse{}
 	if p == nil {
@@ -798,7 +816,7 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 			resp.Fenced = r.promiseLocal(req.Key, *req.Fence)
 		}
 		resp.Promised = r.promisedFor(req.Key)
-		return resp, nil
+		return resp
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -829,7 +847,7 @@ func (s *Server) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 	if req.WantState && resp.Fenced {
 		resp.State = p.snapshotLocked()
 	}
-	return resp, nil
+	return resp
 }
 
 func (s *Server) checkOpen(op string) error {

@@ -360,14 +360,34 @@ func (r *replication) reconcilePart(ctx context.Context, view sharding.View, p *
 		ap.mu.Unlock()
 		return r.replicate(rctx, []ReplicateOp{op})
 	}
+	// Nudge the primary, and fence it with the newest term this server
+	// knows for the partition: a primary that comes back from a network
+	// partition (its own view perhaps unchanged) still active under an
+	// older term than the one the others moved on to must not go on
+	// serving its stale copy; the fence stops it, and the nudge makes it
+	// take over again, adopting the newest copy by (term, LSN). Fencing a
+	// primary with its own or an older term changes nothing.
+	p.mu.Lock()
+	known := p.promised
+	if known.Less(p.term) {
+		known = p.term
+	}
+	p.mu.Unlock()
+	req := &FetchRequest{From: s.cfg.ID, Key: p.key, Nudge: true}
+	if known != (Term{}) {
+		req.Fence = &known
+	}
 	fr, err := call(ctx, r, owners[0].Addr, func(ctx context.Context, rep Replicator) (*FetchResponse, error) {
-		return rep.Fetch(ctx, &FetchRequest{From: s.cfg.ID, Key: p.key, Nudge: true})
+		return rep.Fetch(ctx, req)
 	})
 	if err != nil {
 		return err
 	}
 	if !fr.Active {
 		return Errorf(ErrNotOwner, "%s: new primary %s not active yet", p.key, owners[0].ID)
+	}
+	if fr.Term.Less(known) {
+		return Errorf(ErrNotOwner, "%s: primary %s is active at term %v, older than %v known here", p.key, owners[0].ID, fr.Term, known)
 	}
 	for _, o := range owners {
 		if o.ID == s.cfg.ID {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -63,6 +65,9 @@ func member(id string) sharding.Member {
 func (c *rcluster) start(id string) *ps.Server {
 	cfg := ps.DefaultServerConfig()
 	cfg.ID = id
+	if testing.Verbose() && os.Getenv("PS_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	cfg.Replication = &ps.ReplicationConfig{Replicas: c.r, Dialer: c.net.Dialer(id), Timeout: 2 * time.Second,
 		GapWait: 500 * time.Millisecond, StableAfter: time.Hour}
 	s, err := ps.NewServer(cfg)
