@@ -291,7 +291,10 @@ func (s *Server) ReplicationStats() ReplicationStats {
 // (in the background) those it now is the primary of, re-replicates its
 // active partitions to their owners in the new view, tells the new primary
 // of each partition it holds but no longer leads, and drops copies that
-// placement moved away once their primary is active. Without replication
+// placement moved away once their primary is active. When ps members
+// (re)appear in the view, the server also takes over again the partitions
+// it still leads, so that its term is confirmed with (and the newest copy
+// adopted from) every member before it serves them. Without replication
 // it sets ownership to "I am the primary".
 func (s *Server) SetView(v sharding.View) {
 	if s.repl == nil {
@@ -312,10 +315,22 @@ func (s *Server) SetView(v sharding.View) {
 		r.mu.Unlock()
 		return
 	}
+	prev, first := psSet(r.view), r.stable == nil
 	r.view = sharding.View{Epoch: v.Epoch, Members: slices.Clone(v.Members)}
 	r.viewAt = time.Now()
 	if r.stable == nil {
 		r.stable = psSet(r.view)
+	}
+	// Members that (re)appear were not fenced by the takeovers that made
+	// this server primary: a member returning from a network partition may
+	// hold a newer term and copy. Every partition this server leads is
+	// taken over again (fencing the whole new view and adopting the newest
+	// copy by (term, LSN)) before it serves again.
+	joined := false
+	for _, m := range r.view.PS() {
+		if !prev[m.ID] {
+			joined = !first
+		}
 	}
 	clear(r.absent)
 	if r.reconcile != nil {
@@ -327,11 +342,17 @@ func (s *Server) SetView(v sharding.View) {
 	r.mu.Unlock()
 
 	for _, p := range s.hosted() {
-		if owners := r.owners(view, p.key); len(owners) == 0 || owners[0].ID != s.cfg.ID {
+		owners := r.owners(view, p.key)
+		lead := len(owners) > 0 && owners[0].ID == s.cfg.ID
+		if !lead || joined {
 			p.mu.Lock()
 			if p.active {
 				p.setActiveLocked(false)
-				s.log.Info("no longer primary", "key", p.key.String(), "epoch", view.Epoch)
+				if lead {
+					s.log.Info("members joined: confirming term again", "key", p.key.String(), "epoch", view.Epoch)
+				} else {
+					s.log.Info("no longer primary", "key", p.key.String(), "epoch", view.Epoch)
+				}
 			}
 			p.mu.Unlock()
 		}

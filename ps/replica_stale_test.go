@@ -89,6 +89,11 @@ func TestStalePrimaryWithUnchangedViewDoesNotServeAfterHeal(t *testing.T) {
 		t.Fatalf("isolated copy: %v, %v; want version 3", st, err)
 	}
 
+	mst, err := c.servers[sharding.Place(key.String(), restMembers, 2)[0].ID].Snapshot(key)
+	if err != nil || !(ps.Term{N: 1, ID: lone}).Less(mst.Term) {
+		t.Fatalf("majority's copy: %v, %v; want a newer term than the isolated primary's", mst, err)
+	}
+
 	// w0 pushes the next step and waits for it on the majority's primary.
 	if err := w0.Push(ctx, name, grad0, s); err != nil {
 		t.Fatal(err)
@@ -146,8 +151,80 @@ func TestStalePrimaryWithUnchangedViewDoesNotServeAfterHeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Term.N < 3 || st.Term.ID != lone || st.Version != s {
-		t.Fatalf("%s's copy after heal: term %v version %d, want a term >= 3 of its own at version %d", lone, st.Term, st.Version, s)
+	if !mst.Term.Less(st.Term) || st.Term.ID != lone || st.Version != s {
+		t.Fatalf("%s's copy after heal: term %v version %d, want a term of its own newer than %v at version %d", lone, st.Term, st.Version, mst.Term, s)
 	}
 	step(s)
+}
+
+// TestReturningPrimaryConfirmsTermBeforeServing: an isolated primary whose
+// own view drops the others (and so refuses everything) gets the full view
+// back before the majority's views include it again. It must not serve its
+// stale copy in that moment: the members that reappeared in its view were
+// not fenced under its term, so it takes over again first, adopting the
+// majority's newer copy.
+func TestReturningPrimaryConfirmsTermBeforeServing(t *testing.T) {
+	c := newRCluster(t, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, reader := c.client("c0", 0), c.client("reader", 0)
+	for _, x := range []*ps.Client{cl, reader} {
+		if err := x.CreateVariable(ctx, counterSpec("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if err := cl.Push(ctx, "a", []float32{-1}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	push(5)
+	key := ps.PartKey{Var: "a"}
+	lone := c.owners(key)[0].ID
+	var rest []string
+	var restMembers []sharding.Member
+	for _, m := range c.members.Members {
+		if m.ID != lone {
+			rest = append(rest, m.ID)
+			restMembers = append(restMembers, m)
+		}
+	}
+	c.net.Partition([]string{lone}, append(slices.Clone(rest), "c0", "reader"))
+	c.members.Epoch++
+	c.servers[lone].SetView(sharding.View{Epoch: c.members.Epoch, Members: []sharding.Member{member(lone)}})
+	for _, id := range rest {
+		c.servers[id].SetView(sharding.View{Epoch: c.members.Epoch, Members: restMembers})
+	}
+	c.clients.set(restMembers)
+	push(5)
+	mst, err := c.servers[sharding.Place(key.String(), restMembers, 2)[0].ID].Snapshot(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Heal; only the returning node and the clients see the full view yet.
+	c.net.Heal()
+	c.members.Epoch++
+	c.servers[lone].SetView(sharding.View{Epoch: c.members.Epoch, Members: slices.Clone(c.members.Members)})
+	c.clients.set(c.members.Members)
+	got := []float32{0}
+	v, err := reader.Pull(ctx, "a", got, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != 10 || got[0] != 10 {
+		t.Fatalf("pull from the returning primary: version %d value %v, want the majority's 10", v, got[0])
+	}
+	c.setViewAll()
+	push(1)
+	if v, err := reader.Pull(ctx, "a", got, 11); err != nil || got[0] != 11 {
+		t.Fatalf("after one more push: version %d value %v err %v, want 11", v, got[0], err)
+	}
+	st, err := c.servers[lone].Snapshot(key)
+	if err != nil || st.Term.ID != lone || !mst.Term.Less(st.Term) {
+		t.Fatalf("returning primary's copy: %v, %v; want a term of its own newer than the majority's %v", st.Term, err, mst.Term)
+	}
 }
