@@ -51,6 +51,7 @@ type config struct {
 	// verbs;ofi_rxm after the device checks.
 	RDMAProvider string
 	Compress     string // none | s2 | zstd
+	GradEncoding string // float32 | bf16 | fp16
 	// Security holds the mutual-TLS identity and gossip key (--join).
 	Security *securityFlags
 	// JoinTimeout bounds joining the cluster and waiting for a psd.
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Transport, "transport", "auto", "transport to the parameter servers with --join: auto (per psd, RDMA when it advertises a fabric endpoint this machine can reach, else gRPC; logged), grpc, or rdma (RDMA or fail)")
 	fs.StringVar(&c.RDMAProvider, "rdma-provider", "", "libfabric provider for RDMA, skipping the device checks: shm (psd on this host), tcp;ofi_rxm or verbs;ofi_rxm; empty: verbs;ofi_rxm after the checks")
 	fs.StringVar(&c.Compress, "compress", "none", "wire compression with --join: none, s2 or zstd")
+	fs.StringVar(&c.GradEncoding, "gradient-encoding", "float32", "how pushed gradients travel over gRPC: float32 (exact), bf16 or fp16 (half the bytes, rounded to nearest even)")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
 	c.Security = addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -171,6 +173,14 @@ func (c *config) validate() error {
 	case "none", "s2", "zstd":
 	default:
 		return fmt.Errorf("unknown --compress %q (want none, s2 or zstd)", c.Compress)
+	}
+	switch c.GradEncoding {
+	case "float32", "bf16", "fp16":
+	default:
+		return fmt.Errorf("unknown --gradient-encoding %q (want float32, bf16 or fp16)", c.GradEncoding)
+	}
+	if c.Local && c.GradEncoding != "float32" {
+		return errors.New("--gradient-encoding applies to --join only: --local has no wire")
 	}
 	if c.Local && c.Compress != "none" {
 		return errors.New("--compress applies to --join only: --local has no wire")

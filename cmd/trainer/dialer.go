@@ -19,9 +19,10 @@ import (
 // reason are printed to progress when first chosen and when they change.
 func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.MemberSource) (ps.Dialer, func() error, error) {
 	g := grpctransport.NewDialer(grpctransport.DialerConfig{
-		Compression: cfg.Compress,
-		TLS:         cfg.Security.TLS,
-		Logger:      logger.With("component", "grpc"),
+		Compression:      cfg.Compress,
+		GradientEncoding: cfg.GradEncoding,
+		TLS:              cfg.Security.TLS,
+		Logger:           logger.With("component", "grpc"),
 	})
 	d, err := auto.NewDialer(auto.Config{
 		Mode:     cfg.Transport,

@@ -55,6 +55,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--local", "--compress", "s2"}, "--join only"},
 		{[]string{"--join", "127.0.0.1:1", "--compress", "lz4"}, "unknown --compress"},
 		{[]string{"--join", "127.0.0.1:1", "--transport", "fast"}, "want auto, grpc or rdma"},
+		{[]string{"--join", "127.0.0.1:1", "--gradient-encoding", "int8"}, "unknown --gradient-encoding"},
+		{[]string{"--local", "--gradient-encoding", "bf16"}, "applies to --join only"},
 		{[]string{"--join", "127.0.0.1:1", "--tls-cert", "x.pem"}, "--tls-key"},
 	}
 	for _, c := range cases {
