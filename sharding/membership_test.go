@@ -479,8 +479,11 @@ func TestMembershipReconnectsFailedMember(t *testing.T) {
 		t.Fatalf("restart n3 at %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = back.Shutdown() })
-	// n3 calls no Join: only the others' reconnect loop can merge it.
-	took := waitFor(t, 10*time.Second, "reconnect", func() bool {
+	// n3 calls no Join: only the others' reconnect loop can merge it. It
+	// usually takes under a second; when memberlist first ignores the
+	// comeback (a fresh incarnation below the dead one) it waits for the
+	// next push-pull, 5 s in the local profile, hence the generous bound.
+	took := waitFor(t, 30*time.Second, "reconnect", func() bool {
 		return sees(nodes[0], "n1", "n2", "n3") && sees(back, "n1", "n2", "n3")
 	})
 	t.Logf("failed member merged back %v after it came back", took)
