@@ -320,16 +320,21 @@ func cmdGenCerts(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return usageErr("--dir is required")
 	}
-	p, err := secure.NewPKI(*dir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "CA: %s (valid 24 h; for tests and trials, not production)\n", p.CA)
+	// Check every name before writing anything.
+	var list []string
 	for _, n := range strings.Split(*names, ",") {
 		n = strings.TrimSpace(n)
 		if n == "" || n != filepath.Base(n) || strings.HasPrefix(n, ".") {
 			return usageErr("bad certificate name %q", n)
 		}
+		list = append(list, n)
+	}
+	p, err := secure.NewPKI(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "CA: %s (valid 24 h; for tests and trials, not production)\n", p.CA)
+	for _, n := range list {
 		f, err := p.Issue(n)
 		if err != nil {
 			return err
