@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowps/flowps/internal/freeport"
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/sharding"
 	grpctransport "github.com/flowps/flowps/transport/grpc"
@@ -304,24 +305,6 @@ func peakRSS(pid string) (float64, error) {
 	return 0, fmt.Errorf("/proc/%s/status has no VmHWM", pid)
 }
 
-// freePort returns a port on 127.0.0.1 free for TCP and UDP right now.
-func freePort() (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port")
-}
-
 // startProcesses builds psd (unless cfg.PSD names one), starts cfg.Servers
 // of them joined by gossip, and joins their gossip as a trainer.
 func startProcesses(ctx context.Context, cfg config) (*cluster, error) {
@@ -367,12 +350,12 @@ func startProcesses(ctx context.Context, cfg config) (*cluster, error) {
 	}
 	var first string
 	for i := 0; i < cfg.Servers; i++ {
-		gp, err := freePort()
+		gp, err := freeport.Get()
 		if err != nil {
 			stopAll()
 			return nil, err
 		}
-		lp, err := freePort()
+		lp, err := freeport.Get()
 		if err != nil {
 			stopAll()
 			return nil, err

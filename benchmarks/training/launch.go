@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flowps/flowps/internal/freeport"
 )
 
 // buildBinaries builds psd and trainer from the module at root into dir
@@ -58,25 +59,6 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// freePort returns a port on 127.0.0.1 free for both TCP and UDP now
-// (gossip binds both).
-func freePort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port on 127.0.0.1")
 }
 
 // proc is one child process: its output goes to a log file, and its
@@ -198,7 +180,7 @@ type psdNode struct {
 func (l *launcher) startPSD(ctx context.Context, bin string, i, replicas int, seeds []string) (*psdNode, error) {
 	ports := make([]int, 3)
 	for j := range ports {
-		p, err := freePort()
+		p, err := freeport.Get()
 		if err != nil {
 			return nil, err
 		}
