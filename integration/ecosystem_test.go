@@ -47,19 +47,31 @@ func runTrainerBin(t *testing.T, env []string, args ...string) (*trainerResult, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(clustertest.Binaries(t), "trainer"), args...)
+	res, stderr, err := runTrainer(ctx, filepath.Join(clustertest.Binaries(t), "trainer"), env, args...)
+	if err != nil {
+		t.Fatalf("trainer %v: %v", args, err)
+	}
+	return res, stderr
+}
+
+// runTrainer runs the trainer binary with env added to this process's
+// environment and returns its final JSON line decoded and its stderr. It
+// returns errors rather than failing the test, so it can run in a
+// goroutine.
+func runTrainer(ctx context.Context, bin string, env []string, args ...string) (*trainerResult, string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("trainer %v: %v\n%s", args, err, stderr.String())
+		return nil, stderr.String(), fmt.Errorf("%v\n%s", err, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res trainerResult
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("trainer %v: last stdout line: %v\n%s", args, err, stdout.String())
+		return nil, stderr.String(), fmt.Errorf("last stdout line: %v\n%s", err, stdout.String())
 	}
-	return &res, stderr.String()
+	return &res, stderr.String(), nil
 }
 
 // TestTrainerLogdirWritesTensorBoardEvents: the trainer process writes an

@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,7 +54,7 @@ func trainSyncPair(t *testing.T, kill bool) [2]*trainerResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[r], errs[r] = runTrainer(ctx, bin, "--join", strings.Join(c.GossipSeeds(), ","), "--model", "mlp", "--data", "mnist",
+			res[r], _, errs[r] = runTrainer(ctx, bin, nil, "--join", strings.Join(c.GossipSeeds(), ","), "--model", "mlp", "--data", "mnist",
 				"--mode", "sync", "--workers", "2", "--rank", fmt.Sprint(r), "--epochs", "1", "--batch", "64",
 				"--lr", "0.1", "--optimizer", "sgd", "--seed", "1", "--progress", "60")
 		}()
@@ -87,29 +84,4 @@ func trainSyncPair(t *testing.T, kill bool) [2]*trainerResult {
 		}
 	}
 	return res
-}
-
-// runTrainer runs the trainer binary and decodes its final JSON line. It
-// returns errors rather than failing the test, so it can run in a goroutine.
-func runTrainer(ctx context.Context, bin string, args ...string) (*trainerResult, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%v\n%s", err, tailLines(stderr.String(), 30))
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var res trainerResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		return nil, fmt.Errorf("last stdout line: %v\n%s", err, stdout.String())
-	}
-	return &res, nil
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
