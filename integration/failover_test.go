@@ -216,10 +216,7 @@ func TestKillPrimaryLosesNoAcknowledgedUpdate(t *testing.T) {
 	c.Start(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var clients []*ps.Client
-	for i := 0; i < 4; i++ {
-		clients = append(clients, c.Client(fmt.Sprintf("client-%d", i), i))
-	}
+	clients := joinClients(c, 4)
 	names := counterNames(8)
 	load := startCounters(ctx, t, clients, names)
 	load.waitMore(t, 400, 30*time.Second)
@@ -257,10 +254,7 @@ func TestJoinMigratesWithoutLoss(t *testing.T) {
 	c.Start(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var clients []*ps.Client
-	for i := 0; i < 4; i++ {
-		clients = append(clients, c.Client(fmt.Sprintf("client-%d", i), i))
-	}
+	clients := joinClients(c, 4)
 	names := counterNames(12)
 	load := startCounters(ctx, t, clients, names)
 	load.waitMore(t, 300, 30*time.Second)
@@ -456,10 +450,7 @@ func TestLeaveHandsOverWithoutLoss(t *testing.T) {
 	c.Start(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var clients []*ps.Client
-	for i := 0; i < 4; i++ {
-		clients = append(clients, c.Client(fmt.Sprintf("client-%d", i), i))
-	}
+	clients := joinClients(c, 4)
 	names := counterNames(8)
 	load := startCounters(ctx, t, clients, names)
 	load.waitMore(t, 300, 30*time.Second)
@@ -473,4 +464,13 @@ func TestLeaveHandsOverWithoutLoss(t *testing.T) {
 	}
 	load.waitMore(t, 300, 30*time.Second)
 	load.finish(ctx, t, c.Client("reader", 9))
+}
+
+// joinClients joins n gossip clients, client-0 … client-(n-1), to c.
+func joinClients(c *clustertest.Cluster, n int) []*ps.Client {
+	clients := make([]*ps.Client, n)
+	for i := range clients {
+		clients[i] = c.Client(fmt.Sprintf("client-%d", i), i)
+	}
+	return clients
 }
