@@ -350,6 +350,11 @@ func (c *Client) PullMany(ctx context.Context, ops []PullOp, opt PullOptions) ([
 			for j, pi := range group {
 				p := &pieces[pi]
 				req.Parts[j] = PullPart{Key: p.key, Rows: p.rows, MinVersion: p.min}
+				if p.rows == nil {
+					// Dense: the partition's values land straight in
+					// the caller's buffer where the service allows.
+					req.Parts[j].Dst = ops[p.op].Dst[p.start : p.start+p.n : p.start+p.n]
+				}
 			}
 			resp, err := svc.Pull(ctx, req)
 			if err != nil {
@@ -367,7 +372,9 @@ func (c *Client) PullMany(ctx context.Context, ops []PullOp, opt PullOptions) ([
 					if int64(len(got.Values)) != p.n {
 						return nil, Errorf(ErrShapeMismatch, "pull %s: server sent %d values, want %d", p.key, len(got.Values), p.n)
 					}
-					copy(dst[p.start:p.start+p.n], got.Values)
+					if to := dst[p.start : p.start+p.n]; !SameBuffer(to, got.Values) {
+						copy(to, got.Values)
+					}
 				} else {
 					if int64(len(got.Values)) != int64(len(p.rows))*rs {
 						return nil, Errorf(ErrShapeMismatch, "pull %s: server sent %d values, want %d", p.key, len(got.Values), int64(len(p.rows))*rs)

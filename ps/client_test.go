@@ -306,3 +306,60 @@ func TestClientGivesUpWithClearError(t *testing.T) {
 func contains(s, sub string) bool {
 	return strings.Contains(s, sub)
 }
+
+// dstRecorder passes pulls to a real Server and records, per dense part,
+// whether the client offered the matching window of the caller's buffer.
+type dstRecorder struct {
+	*Server
+	mu      sync.Mutex
+	windows map[PartKey][]float32
+}
+
+func (d *dstRecorder) Pull(ctx context.Context, req *PullRequest) (*PullResponse, error) {
+	d.mu.Lock()
+	for _, p := range req.Parts {
+		d.windows[p.Key] = p.Dst
+	}
+	d.mu.Unlock()
+	return d.Server.Pull(ctx, req)
+}
+
+// A dense pull hands every partition's window of the caller's buffer to the
+// service as Dst, so a server in the same process writes the values there
+// and nothing is copied twice.
+func TestClientDensePullOffersDestinationWindows(t *testing.T) {
+	ctx := context.Background()
+	srv, err := NewServer(ServerConfig{ID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	rec := &dstRecorder{Server: srv, windows: map[PartKey][]float32{}}
+	c, err := NewClient(ClientConfig{Members: StaticMembers{{ID: "a", Role: sharding.RolePS, Addr: "a"}}, Dialer: DirectDialer{"a": rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := VariableSpec{Name: "w", Shape: []int64{100, 4}, Init: Initializer{Kind: InitConstant, Value: 3}, Optimizer: OptimizerSpec{LR: 1}, MinPartitionBytes: 1, MaxPartitionBytes: 4 * 4 * 30}
+	if err := c.CreateVariable(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, 400)
+	if _, err := c.Pull(ctx, "w", dst, 0); err != nil {
+		t.Fatal(err)
+	}
+	parts := spec.Partitions()
+	if len(parts) < 4 {
+		t.Fatalf("want several partitions, got %d", len(parts))
+	}
+	for i, r := range parts {
+		w := rec.windows[PartKey{"w", i}]
+		if !SameBuffer(w, dst[r.Start*4:r.End*4]) {
+			t.Errorf("partition %d: Dst is not the caller's window [%d, %d)", i, r.Start*4, r.End*4)
+		}
+	}
+	for i, v := range dst {
+		if v != 3 {
+			t.Fatalf("value %d = %v, want 3", i, v)
+		}
+	}
+}

@@ -568,18 +568,46 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 		}
 	}
 	pv := PartValues{Key: p.key, Version: p.cm.Version()}
+	rs := p.rowSize
+	n := len(p.values)
+	if pp.Rows != nil {
+		n = len(pp.Rows) * rs
+	}
+	out, err := pullBuffer(pp, req.Alloc, n)
+	if err != nil {
+		p.mu.Unlock()
+		return PartValues{}, fmt.Errorf("pull %s on %s: %w", p.key, s.cfg.ID, err)
+	}
 	if pp.Rows == nil {
-		pv.Values = slices.Clone(p.values)
+		copy(out, p.values)
 	} else {
-		rs := p.rowSize
-		out := make([]float32, len(pp.Rows)*rs)
 		for i, r := range pp.Rows {
 			copy(out[i*rs:(i+1)*rs], p.values[int(r)*rs:int(r)*rs+rs])
 		}
-		pv.Values = out
 	}
+	pv.Values = out
 	p.mu.Unlock()
 	return pv, nil
+}
+
+// pullBuffer returns where a part's n values go: the part's Dst, else a
+// buffer from alloc, else a new array. A Dst or an allocation of the wrong
+// length is the caller's bug, reported rather than written past.
+func pullBuffer(pp PullPart, alloc func(int) []float32, n int) ([]float32, error) {
+	switch {
+	case pp.Dst != nil:
+		if len(pp.Dst) != n {
+			return nil, Errorf(ErrShapeMismatch, "destination holds %d values, the part has %d", len(pp.Dst), n)
+		}
+		return pp.Dst, nil
+	case alloc != nil:
+		out := alloc(n)
+		if len(out) != n {
+			return nil, Errorf(ErrInvalidArgument, "pull buffer allocator returned %d values for %d", len(out), n)
+		}
+		return out, nil
+	}
+	return make([]float32, n), nil
 }
 
 // Push validates every part (ownership, shape, row ids, finiteness, the

@@ -292,6 +292,45 @@ func TestServerSparsePullPush(t *testing.T) {
 	}
 }
 
+// Pulls write into a part's Dst, or into buffers from the request's Alloc,
+// and refuse a Dst of the wrong length without writing it.
+func TestServerPullIntoDstAndAlloc(t *testing.T) {
+	ctx := context.Background()
+	s := newTestServer(t, nil)
+	mustCreate(t, s, VariableSpec{Name: "e", Shape: []int64{5, 3}, Init: Initializer{Kind: InitConstant, Value: 2}, Optimizer: OptimizerSpec{LR: 1}})
+	k := key("e", 0)
+	dense, sparse := make([]float32, 15), make([]float32, 6)
+	resp, err := s.Pull(ctx, &PullRequest{Parts: []PullPart{{Key: k, Dst: dense}, {Key: k, Rows: []int64{3, 0}, Dst: sparse}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, dst := range [][]float32{dense, sparse} {
+		if got := resp.Parts[i].Values; !SameBuffer(got, dst) || slices.ContainsFunc(got, func(v float32) bool { return v != 2 }) {
+			t.Errorf("part %d: values %v not written into Dst", i, got)
+		}
+	}
+	var asked []int
+	alloc := func(n int) []float32 { asked = append(asked, n); return make([]float32, n) }
+	if _, err := s.Pull(ctx, &PullRequest{Alloc: alloc, Parts: []PullPart{{Key: k}, {Key: k, Rows: []int64{1}}, {Key: k, Dst: dense}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(asked, []int{15, 3}) {
+		t.Errorf("Alloc asked for %v, want [15 3] (the part with a Dst needs none)", asked)
+	}
+	short := []float32{-1, -1}
+	_, err = s.Pull(ctx, &PullRequest{Parts: []PullPart{{Key: k, Dst: short}}})
+	if !errors.Is(err, ErrShapeMismatch) || !strings.Contains(err.Error(), "destination holds 2 values, the part has 15") {
+		t.Errorf("short Dst: err = %v, want ErrShapeMismatch naming both sizes", err)
+	}
+	if short[0] != -1 || short[1] != -1 {
+		t.Errorf("short Dst was written: %v", short)
+	}
+	bad := func(n int) []float32 { return make([]float32, n-1) }
+	if _, err := s.Pull(ctx, &PullRequest{Alloc: bad, Parts: []PullPart{{Key: k}}}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("allocator of the wrong size: err = %v, want ErrInvalidArgument", err)
+	}
+}
+
 func TestServerAllowNonFinite(t *testing.T) {
 	s := newTestServer(t, nil)
 	mustCreate(t, s, VariableSpec{Name: "n", Shape: []int64{2}, Optimizer: OptimizerSpec{LR: 1}, AllowNonFinite: true})

@@ -208,10 +208,20 @@ type CreateResponse struct {
 // partition-local row indices (sparse pull); nil means the whole partition.
 // MinVersion > 0 makes the pull wait until the partition reaches that
 // version (sync mode).
+//
+// Dst, when non-nil, is the caller's buffer for this part's values and must
+// hold exactly their count (the partition's elements, or len(Rows)×row
+// size). Whoever produces the values writes them there and returns Dst
+// itself as PartValues.Values: ps.Server copies the partition into it, a
+// transport's client decodes the wire straight into it. A producer that
+// cannot use it returns values of its own, so callers compare before
+// copying (SameBuffer). Dst never crosses a wire, and a server writes it
+// only during the call.
 type PullPart struct {
 	Key        PartKey
 	Rows       []int64
 	MinVersion int64
+	Dst        []float32
 }
 
 // PullRequest reads partitions from one server.
@@ -223,6 +233,13 @@ type PullRequest struct {
 	Worker int
 	Clock  int64
 	Parts  []PullPart
+	// Alloc, when set, gives ps.Server the buffer of every part that has no
+	// Dst: it is called with the part's value count, under the partition's
+	// lock, and must return a slice of exactly that length (contents are
+	// overwritten). Transports' servers use it to have values copied once,
+	// into memory they send from (a pooled array, a registered region).
+	// Local to the process, never sent.
+	Alloc func(n int) []float32
 }
 
 // PartValues holds one partition's values as of Version.
@@ -230,6 +247,12 @@ type PartValues struct {
 	Key     PartKey
 	Version int64
 	Values  []float32
+}
+
+// SameBuffer reports whether a and b start at the same element and have the
+// same length: a pull answered into its part's Dst needs no further copy.
+func SameBuffer(a, b []float32) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // PullResponse holds the partitions a PullRequest asked for, in its order.

@@ -288,7 +288,7 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 		if err != nil || resp == nil {
 			return nil, orNilResponse(err)
 		}
-		return clonePullResponse(resp), nil
+		return clonePullResponse(resp, req), nil
 	})
 }
 
@@ -337,17 +337,28 @@ func clonePullRequest(r *ps.PullRequest) *ps.PullRequest {
 		return &ps.PullRequest{}
 	}
 	out := *r
+	out.Alloc = nil // local to the caller's process, as on a wire
 	out.Parts = slices.Clone(r.Parts)
 	for i := range out.Parts {
 		out.Parts[i].Rows = slices.Clone(r.Parts[i].Rows)
+		out.Parts[i].Dst = nil
 	}
 	return &out
 }
 
-func clonePullResponse(r *ps.PullResponse) *ps.PullResponse {
+// clonePullResponse copies the server's values into each part's Dst when
+// it fits, as a wire transport's client decodes into it, else into a new
+// array.
+func clonePullResponse(r *ps.PullResponse, req *ps.PullRequest) *ps.PullResponse {
 	out := &ps.PullResponse{Parts: slices.Clone(r.Parts)}
 	for i := range out.Parts {
-		out.Parts[i].Values = slices.Clone(r.Parts[i].Values)
+		v := r.Parts[i].Values
+		if req != nil && i < len(req.Parts) && v != nil && req.Parts[i].Dst != nil && len(req.Parts[i].Dst) == len(v) {
+			out.Parts[i].Values = req.Parts[i].Dst
+			copy(out.Parts[i].Values, v)
+			continue
+		}
+		out.Parts[i].Values = slices.Clone(v)
 	}
 	return out
 }

@@ -12,11 +12,16 @@ import (
 // when it was sent empty, or the other way round.
 var strictNil = map[string]bool{"Rows": true, "Values": true, "Grad": true}
 
+// localOnly names the fields that stay in the caller's process (a pull's
+// destination buffers and allocator): no transport carries them, so Diff
+// skips them.
+var localOnly = map[string]bool{"Dst": true, "Alloc": true}
+
 // Diff compares two values of the same type field by field and returns the
 // differences, one per line, or "" when they are equal. Floats are compared
 // by bit pattern, so NaN payloads, -0 and the infinities must survive
 // exactly. Slices compare by length and element; nil and empty differ only
-// for the fields named Rows, Values and Grad.
+// for the fields named Rows, Values and Grad. Dst and Alloc are skipped.
 func Diff(want, got any) string {
 	var out []string
 	diff(&out, "", reflect.ValueOf(want), reflect.ValueOf(got), false)
@@ -55,7 +60,7 @@ func diff(out *[]string, path string, a, b reflect.Value, strict bool) {
 	case reflect.Struct:
 		for i := 0; i < a.NumField(); i++ {
 			f := a.Type().Field(i)
-			if !f.IsExported() {
+			if !f.IsExported() || localOnly[f.Name] {
 				continue
 			}
 			diff(out, path+"."+f.Name, a.Field(i), b.Field(i), strictNil[f.Name])

@@ -45,6 +45,9 @@ const callTimeout = 60 * time.Second
 //
 //   - every request and response field arrives exactly (see Diff: float bit
 //     patterns, nil versus empty Rows, Values and Grad);
+//   - a pull part's Dst never reaches the server; a transport that fills it
+//     returns it as the part's Values, and one of the wrong length is left
+//     alone;
 //   - an error from the service comes back matching the same sentinel with
 //     errors.Is and keeps its message;
 //   - cancelling the caller's context or passing its deadline releases the
@@ -57,6 +60,7 @@ const callTimeout = 60 * time.Second
 //     ps.ErrClosed.
 func Run(t *testing.T, h Harness) {
 	t.Run(h.Name+"/RoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run(h.Name+"/PullIntoDst", func(t *testing.T) { testPullIntoDst(t, h) })
 	t.Run(h.Name+"/Errors", func(t *testing.T) { testErrors(t, h) })
 	t.Run(h.Name+"/Cancel", func(t *testing.T) { testCancel(t, h) })
 	t.Run(h.Name+"/Deadline", func(t *testing.T) { testDeadline(t, h) })
@@ -251,6 +255,76 @@ func testRoundTrip(t *testing.T, h Harness) {
 	fake.PullFunc = nil
 	if r, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil || r == nil || len(r.Parts) != 0 {
 		t.Errorf("empty Pull = %+v, %v; want empty response", r, err)
+	}
+}
+
+// testPullIntoDst checks the contract of PullPart.Dst: it stays on the
+// caller's side, a transport that decodes into it returns it as the part's
+// Values (else leaves it untouched), a Dst of the wrong length is never
+// written, and a part the server sent without values stays nil.
+func testPullIntoDst(t *testing.T, h Harness) {
+	var mu sync.Mutex
+	var leaked []string
+	fake := &Fake{PullFunc: func(_ context.Context, r *ps.PullRequest) (*ps.PullResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Alloc != nil {
+			leaked = append(leaked, "Alloc")
+		}
+		for i, p := range r.Parts {
+			if p.Dst != nil {
+				leaked = append(leaked, fmt.Sprintf("Parts[%d].Dst", i))
+			}
+		}
+		return samplePullResponse(), nil
+	}}
+	svc, _, stop := dial(t, h, fake)
+	defer stop()
+
+	const mark = 0x7fbadbad // a NaN no response part contains
+	marked := func(n int) []float32 {
+		b := make([]float32, n)
+		for i := range b {
+			b[i] = f32(mark)
+		}
+		return b
+	}
+	untouched := func(b []float32) bool {
+		for _, v := range b {
+			if math.Float32bits(v) != mark {
+				return false
+			}
+		}
+		return true
+	}
+	want := samplePullResponse()
+	req := samplePull()
+	// Part 0: the right size. Part 1: the server sends none, Dst is one
+	// too long. Part 2: no values at all (nil), an empty Dst. Part 3: one
+	// value, no Dst.
+	dst0 := marked(len(want.Parts[0].Values))
+	dst1 := marked(1)
+	req.Parts[0].Dst = dst0
+	req.Parts[1].Dst = dst1
+	req.Parts[2].Dst = []float32{}
+	req.Alloc = func(n int) []float32 { return make([]float32, n) }
+	got, err := svc.Pull(callCtx(t), req)
+	if err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	mu.Lock()
+	if len(leaked) > 0 {
+		t.Errorf("local fields reached the server: %v", leaked)
+	}
+	mu.Unlock()
+	if d := Diff(want, got); d != "" {
+		t.Fatalf("Pull response with destinations differs:\n%s", d)
+	}
+	if !ps.SameBuffer(got.Parts[0].Values, dst0) && !untouched(dst0) {
+		t.Errorf("Parts[0].Dst was written but not returned as the part's Values")
+	}
+	if !untouched(dst1) {
+		t.Errorf("a Dst of the wrong length was written: %v", dst1)
 	}
 }
 
