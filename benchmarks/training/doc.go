@@ -1,9 +1,21 @@
 // Command training measures training throughput of the flowps trainer in
-// three setups, in one invocation, on 127.0.0.1:
+// three setups and of PyTorch in a fourth, in one invocation, on 127.0.0.1:
 //
 //	local   trainer --local                       (in-process parameter server)
 //	1ps-1tr 1 psd + 1 trainer  (--join, gRPC)
 //	2ps-2tr 2 psd + 2 trainers (--join, gRPC, --workers 2)
+//	pytorch PyTorch on one thread, the same model, batch, epochs and lr
+//
+// The pytorch row is the outside baseline, measured in the same run: the
+// embedded torch_baseline.py trains the mlp (or logreg) model with plain
+// SGD (lr 0.1, PyTorch's default initialisation, which trainer's --init
+// torch copies) and times the steps as the trainer does. It runs with
+// torch.set_num_threads(1) and OPENBLAS_NUM_THREADS=1: Debian's
+// python3-torch multiplies through OpenBLAS, which otherwise keeps its own
+// two threads whatever torch is told (measured here: 33,000 examples/s on
+// two cores against 22,900 on one). It needs /usr/bin/python3 with torch
+// (apt-get install python3-torch) or $FLOWPS_PYTHON; without it the row is
+// skipped with a note, unless --setups names it.
 //
 // Every setup trains the same model (--model, default mlp) at the same
 // per-trainer batch (--batch, default 128) on the same data (--data,

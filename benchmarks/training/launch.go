@@ -83,6 +83,12 @@ type launcher struct {
 // start starts bin with args; stdout is kept in memory when keepStdout,
 // otherwise it goes to the log file with stderr.
 func (l *launcher) start(name, bin string, args []string, keepStdout bool) (*proc, error) {
+	return l.startEnv(name, bin, args, nil, keepStdout)
+}
+
+// startEnv is start with extra environment variables (NAME=value) on top
+// of this process's environment.
+func (l *launcher) startEnv(name, bin string, args, env []string, keepStdout bool) (*proc, error) {
 	logPath := filepath.Join(l.dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -90,6 +96,9 @@ func (l *launcher) start(name, bin string, args []string, keepStdout bool) (*pro
 	}
 	p := &proc{name: name, logPath: logPath, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = f
 	p.cmd.Stdout = f
 	if keepStdout {
@@ -98,7 +107,7 @@ func (l *launcher) start(name, bin string, args []string, keepStdout bool) (*pro
 	// Its own process group: a Ctrl-C reaches this program, which then
 	// stops the children in order (trainers, then psd).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	fmt.Fprintf(f, "# %s %s\n", bin, strings.Join(args, " "))
+	fmt.Fprintf(f, "# %s %s %s\n", strings.Join(env, " "), bin, strings.Join(args, " "))
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

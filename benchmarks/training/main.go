@@ -28,12 +28,13 @@ type config struct {
 	Pprof             string // directory for psd CPU profiles; empty: none
 	PprofSeconds      int
 	Setups            []string
+	SetupsGiven       bool // --setups was on the command line: a setup that cannot run is an error
 	Timeout           time.Duration
 	Logs              string // directory for child logs; empty: a temporary one, removed
 	ProfileTrainer    string // directory for --profile-trainer; empty: the table
 }
 
-var allSetups = []string{"local", "1ps-1tr", "2ps-2tr"}
+var allSetups = []string{"local", "1ps-1tr", "2ps-2tr", "pytorch"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.SetupsGiven = c.SetupsGiven || f.Name == "setups" })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -163,7 +165,16 @@ func bench(ctx context.Context, cfg *config, stdout, stderr io.Writer) (err erro
 	for _, name := range cfg.Setups {
 		fmt.Fprintf(stderr, "setup %s: %s, batch %d per trainer, %d epoch(s), %s mode, %s\n",
 			name, cfg.Model, cfg.Batch, cfg.Epochs, cfg.Mode, cfg.Data)
-		res, err := runSetup(ctx, cfg, bin, filepath.Join(logs, name), name)
+		var res setupResult
+		if name == "pytorch" {
+			res, err = runPyTorch(ctx, cfg, filepath.Join(logs, name))
+		} else {
+			res, err = runSetup(ctx, cfg, bin, filepath.Join(logs, name), name)
+		}
+		if errors.Is(err, errSkip) && !cfg.SetupsGiven {
+			fmt.Fprintf(stderr, "setup %s: %v\n", name, err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("setup %s: %w", name, err)
 		}
@@ -186,6 +197,7 @@ func bench(ctx context.Context, cfg *config, stdout, stderr io.Writer) (err erro
 	if err := writeTable(stdout, rows); err != nil {
 		return err
 	}
+	fmt.Fprintln(stdout, "pytorch: PyTorch (Debian's python3-torch) training the same model on one thread (torch.set_num_threads(1), OPENBLAS_NUM_THREADS=1), steps timed like the trainer's.")
 	fmt.Fprintln(stdout, "ratio: aggregate ex/s over local's; ex/CPU-s: examples over the CPU time of all the setup's processes (psd included), the figure to compare on a loaded machine; compute/pull/wait add up to train time; push is summed over concurrent pushes that overlap it.")
 	return nil
 }
