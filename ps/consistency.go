@@ -244,22 +244,40 @@ func (m *Machine) pushSync(ev PushEvent) PushResult {
 	if m.pushed[ev.Worker] {
 		return PushResult{Outcome: Duplicate, Version: m.version}
 	}
+	m.pushed[ev.Worker] = true
+	m.count++
+	first, last := m.count == 1, m.count >= m.need
+	n := float32(m.count)
+	if ev.Rows == nil && first && last {
+		// One gradient per step: its mean is itself. Hand it out as it
+		// is, without a pass over the sum.
+		m.version++
+		m.resetStep(false)
+		return PushResult{Outcome: Applied, Update: &Update{Grad: ev.Grad}, Version: m.version, Released: m.release()}
+	}
 	if m.acc == nil {
 		m.acc = make([]float32, m.size)
 	}
-	if m.count == 0 && m.accDirty {
-		clear(m.acc)
-		m.accDirty = false
-	}
-	m.pushed[ev.Worker] = true
-	m.count++
 	if ev.Rows == nil {
 		m.anyDense = true
-		acc := m.acc[:len(ev.Grad)]
-		for i, x := range ev.Grad {
-			acc[i] += x
+		switch {
+		case first:
+			// The sum so far is this gradient: copy it over whatever
+			// the last step left.
+			copy(m.acc, ev.Grad)
+			m.accDirty = false
+		case last:
+			// Add the step's last gradient and divide by the count in
+			// one pass.
+			addDiv(m.acc, ev.Grad, n)
+		default:
+			addTo(m.acc, ev.Grad)
 		}
 	} else {
+		if first && m.accDirty {
+			clear(m.acc)
+			m.accDirty = false
+		}
 		if m.touched == nil {
 			m.touched = make([]bool, m.size/m.rowSize)
 		}
@@ -269,24 +287,18 @@ func (m *Machine) pushSync(ev PushEvent) PushResult {
 				m.touched[r] = true
 				m.rowsSeen = append(m.rowsSeen, r)
 			}
-			dst := m.acc[int(r)*rs : int(r)*rs+rs]
-			src := ev.Grad[i*rs : i*rs+rs]
-			dst = dst[:len(src)]
-			for k, x := range src {
-				dst[k] += x
-			}
+			addTo(m.acc[int(r)*rs:int(r)*rs+rs], ev.Grad[i*rs:i*rs+rs])
+		}
+		if last && m.anyDense {
+			divBy(m.acc, n)
 		}
 	}
-	if m.count < m.need {
+	if !last {
 		return PushResult{Outcome: Aggregated, Version: m.version}
 	}
 	// The step is complete: hand out the mean.
-	n := float32(m.count)
 	var up Update
 	if m.anyDense {
-		for i := range m.acc {
-			m.acc[i] /= n
-		}
 		up.Grad = m.acc
 		m.accDirty = true
 	} else {

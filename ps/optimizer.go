@@ -229,13 +229,7 @@ type sgd struct{ lr float32 }
 
 func (o *sgd) begin() {}
 
-func (o *sgd) update(p, g []float32, _ int) {
-	lr := o.lr
-	p = p[:len(g)]
-	for i, x := range g {
-		p[i] -= lr * x
-	}
-}
+func (o *sgd) update(p, g []float32, _ int) { sgdUpdate(p, g, o.lr) }
 
 // momentum is TensorFlow's ApplyMomentum:
 // a = a·μ + g; p -= lr·a, or with Nesterov p -= lr·g + lr·μ·a.

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // ServerConfig configures a Server.
@@ -806,47 +804,6 @@ func checkGrad(p *partition, pp PushPart) error {
 		}
 	}
 	return nil
-}
-
-// firstNonFinite returns the index of the first NaN or ±Inf in g, or -1.
-func firstNonFinite(g []float32) int {
-	// The exponent bits are all ones exactly for NaN and ±Inf. Adding one
-	// to the lowest exponent bit of (bits & exponent mask) carries into the
-	// sign bit exactly then, and never beyond it, so two floats are checked
-	// per uint64 operation and a block of 16 with one branch; only a block
-	// that holds a non-finite value is searched one by one.
-	const (
-		exp2  = 0x7f8000007f800000
-		one2  = 0x0080000000800000
-		sign2 = 0x8000000080000000
-	)
-	i := 0
-	if len(g) > 0 && uintptr(unsafe.Pointer(&g[0]))%8 != 0 {
-		// Align the uint64 view: check the first value on its own.
-		if math.Float32bits(g[0])&0x7f800000 == 0x7f800000 {
-			return 0
-		}
-		i = 1
-	}
-	if len(g)-i >= 16 {
-		base := i
-		w := unsafe.Slice((*uint64)(unsafe.Pointer(&g[base])), (len(g)-base)/2)
-		for ; i+16 <= len(g); i += 16 {
-			o := (i - base) / 2
-			b := w[o : o+8 : o+8]
-			acc := (b[0]&exp2 + one2) | (b[1]&exp2 + one2) | (b[2]&exp2 + one2) | (b[3]&exp2 + one2) |
-				(b[4]&exp2 + one2) | (b[5]&exp2 + one2) | (b[6]&exp2 + one2) | (b[7]&exp2 + one2)
-			if acc&sign2 != 0 {
-				break
-			}
-		}
-	}
-	for ; i < len(g); i++ {
-		if math.Float32bits(g[i])&0x7f800000 == 0x7f800000 {
-			return i
-		}
-	}
-	return -1
 }
 
 // seqWindow remembers the recent push sequence numbers of one client on one

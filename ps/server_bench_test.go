@@ -2,6 +2,7 @@ package ps
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 )
@@ -74,5 +75,40 @@ func TestFirstNonFinite(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkServerPushSync: sync-mode SGD pushes of the MLP's first layer
+// (784×256), one step's gradients from each of `workers` workers per
+// iteration, through Server.Push: the psd's work per training step for
+// that variable.
+func BenchmarkServerPushSync(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			s, err := NewServer(ServerConfig{ID: "b"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			spec := VariableSpec{Name: "w", Shape: []int64{784, 256}, Optimizer: OptimizerSpec{Kind: OptSGD, LR: 0.1},
+				Consistency: Consistency{Mode: Sync, Workers: workers}}
+			if _, err := s.Create(context.Background(), &CreateRequest{Spec: spec, Parts: []int{0}}); err != nil {
+				b.Fatal(err)
+			}
+			g := make([]float32, 784*256)
+			for i := range g {
+				g[i] = float32(i%13) * 1e-3
+			}
+			b.SetBytes(int64(4 * len(g) * workers))
+			for i := 0; b.Loop(); i++ {
+				for w := range workers {
+					req := &PushRequest{ClientID: fmt.Sprint("c", w), Seq: uint64(i + 1), Worker: w,
+						Parts: []PushPart{{Key: PartKey{"w", 0}, Grad: g, Step: int64(i)}}}
+					if _, err := s.Push(context.Background(), req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
