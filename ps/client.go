@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,13 @@ type Client struct {
 	mu    sync.Mutex
 	vars  map[string]*clientVar
 	conns map[string]Service
+
+	// pmu guards view and primary: the membership view placement last ran
+	// over, and each partition's primary address in it, computed once per
+	// view instead of on every call.
+	pmu     sync.Mutex
+	view    []sharding.Member
+	primary map[PartKey]string
 }
 
 type clientVar struct {
@@ -447,16 +455,9 @@ func (c *Client) retry(ctx context.Context, what string, items []int, key func(i
 	pending := items
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		members := c.cfg.Members.Members()
-		groups := map[string][]int{}
-		for _, it := range pending {
-			owners := sharding.Place(key(it).String(), members, c.cfg.Replicas)
-			if len(owners) == 0 {
-				lastErr = Errorf(ErrUnavailable, "%s: no parameter servers in view", what)
-				groups = nil
-				break
-			}
-			groups[owners[0].Addr] = append(groups[owners[0].Addr], it)
+		groups := c.group(c.cfg.Members.Members(), pending, key)
+		if groups == nil {
+			lastErr = Errorf(ErrUnavailable, "%s: no parameter servers in view", what)
 		}
 		var failed []int
 		if groups != nil {
@@ -466,14 +467,19 @@ func (c *Client) retry(ctx context.Context, what string, items []int, key func(i
 				addr  string
 			}
 			results := make(chan result, len(groups))
+			run := func(addr string, g []int) {
+				svc, err := c.conn(ctx, addr)
+				if err == nil {
+					_, err = send(ctx, svc, g)
+				}
+				results <- result{g, err, addr}
+			}
 			for addr, g := range groups {
-				go func() {
-					svc, err := c.conn(ctx, addr)
-					if err == nil {
-						_, err = send(ctx, svc, g)
-					}
-					results <- result{g, err, addr}
-				}()
+				if len(groups) == 1 {
+					run(addr, g) // one server: no goroutine to start
+					break
+				}
+				go run(addr, g)
 			}
 			for range groups {
 				r := <-results
@@ -514,6 +520,34 @@ func (c *Client) retry(ctx context.Context, what string, items []int, key func(i
 			backoff *= 2
 		}
 	}
+}
+
+// group maps items to their partitions' primaries in the view members
+// and groups them by the primary's address; nil when some partition has
+// no primary (no parameter server in view). Placements are remembered
+// until the view changes.
+func (c *Client) group(members []sharding.Member, items []int, key func(int) PartKey) map[string][]int {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.primary == nil || !slices.Equal(c.view, members) {
+		c.view = slices.Clone(members)
+		c.primary = map[PartKey]string{}
+	}
+	groups := map[string][]int{}
+	for _, it := range items {
+		k := key(it)
+		addr, ok := c.primary[k]
+		if !ok {
+			owners := sharding.Place(k.String(), members, c.cfg.Replicas)
+			if len(owners) == 0 {
+				return nil
+			}
+			addr = owners[0].Addr
+			c.primary[k] = addr
+		}
+		groups[addr] = append(groups[addr], it)
+	}
+	return groups
 }
 
 func (c *Client) conn(ctx context.Context, addr string) (Service, error) {

@@ -363,3 +363,30 @@ func TestClientDensePullOffersDestinationWindows(t *testing.T) {
 		}
 	}
 }
+
+// Placements are remembered per view: a member that comes back at another
+// address (same ID, so the same partitions) gets the requests at once.
+func TestClientPlacementFollowsViewChanges(t *testing.T) {
+	ctx := context.Background()
+	old, moved := newFake("a"), newFake("a")
+	view := &mutableView{ms: []sharding.Member{{ID: "a", Role: sharding.RolePS, Addr: "old"}}}
+	c, err := NewClient(ClientConfig{Members: view, Dialer: DirectDialer{"old": old, "new": moved}, RetryTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := VariableSpec{Name: "v", Shape: []int64{8}}
+	if err := c.CreateVariable(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Push(ctx, "v", make([]float32, 8), 0); err != nil {
+		t.Fatal(err)
+	}
+	view.set([]sharding.Member{{ID: "a", Role: sharding.RolePS, Addr: "new"}})
+	moved.Create(ctx, &CreateRequest{Spec: spec, Parts: []int{0}})
+	if err := c.Push(ctx, "v", make([]float32, 8), 0); err != nil {
+		t.Fatal(err)
+	}
+	if o, n := old.push.Load(), moved.push.Load(); o != 1 || n != 1 {
+		t.Errorf("pushes: %d to the old address, %d to the new; want 1 and 1", o, n)
+	}
+}
