@@ -1,5 +1,6 @@
 //go:build rdma && cgo && linux
 
+#define _GNU_SOURCE // ppoll
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -10,7 +11,22 @@
 #include <rdma/fi_rma.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_eq.h>
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include "fabric.h"
+
+// A doorbell is a Unix datagram socket in the abstract namespace, named
+// after the endpoint (see bell_name). shm has no wait object that another
+// process can signal, so whoever posts an operation to a peer rings the
+// peer's doorbell and an idle progress thread blocks in ppoll on its own.
+struct fps_bell {
+	struct sockaddr_un sa;
+	socklen_t len;
+};
 
 struct fps_ep {
 	struct fi_info *info;
@@ -22,7 +38,60 @@ struct fps_ep {
 	struct fi_context2 *ctxs;
 	size_t nctx;
 	int cq_wait;
+	int bell_fd;          // this endpoint's doorbell, or -1
+	struct fps_bell self; // its address, to wake our own progress thread
 };
+
+// bell_name fills b with the doorbell address of the endpoint called name:
+// "\0flowps-bell-" and the FNV-1a hash of the name, so both sides derive
+// it from what they already exchange.
+static void bell_name(const void *name, size_t len, struct fps_bell *b) {
+	const unsigned char *p = name;
+	uint64_t h = 1469598103934665603ULL;
+	size_t i;
+	int n;
+	for (i = 0; i < len; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+	memset(b, 0, sizeof(*b));
+	b->sa.sun_family = AF_UNIX;
+	n = snprintf(b->sa.sun_path + 1, sizeof(b->sa.sun_path) - 1, "flowps-bell-%016llx", (unsigned long long)h);
+	b->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+fps_bell *fps_bell_new(const void *name, size_t len) {
+	fps_bell *b = malloc(sizeof(*b));
+	if (b) bell_name(name, len, b);
+	return b;
+}
+
+void fps_bell_free(fps_bell *b) { free(b); }
+
+int fps_ring(fps_ep *ep, fps_bell *b) {
+	char c = 1;
+	if (!b || ep->bell_fd < 0) return 0;
+	// A full queue already holds a wake-up; a missing peer is noticed by
+	// the liveness checks, not here.
+	if (sendto(ep->bell_fd, &c, 1, MSG_DONTWAIT, (struct sockaddr *)&b->sa, b->len) < 0)
+		return -errno;
+	return 0;
+}
+
+// open_bell binds the endpoint's doorbell (shm only).
+static int open_bell(fps_ep *ep) {
+	char name[256];
+	size_t len = sizeof(name);
+	int ret = fi_getname(&ep->ep->fid, name, &len);
+	if (ret) return ret;
+	bell_name(name, len, &ep->self);
+	ep->bell_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ep->bell_fd < 0) return -errno;
+	if (bind(ep->bell_fd, (struct sockaddr *)&ep->self.sa, ep->self.len) < 0) {
+		ret = -errno;
+		close(ep->bell_fd);
+		ep->bell_fd = -1;
+		return ret;
+	}
+	return 0;
+}
 
 static void *ctxptr(fps_ep *ep, int64_t ctx) {
 	if (ctx < 0 || (size_t)ctx >= ep->nctx) return NULL;
@@ -50,6 +119,7 @@ int fps_open(const char *prov, const char *node, const char *service,
 	struct fi_av_attr av_attr;
 
 	if (!hints || !ep) { snprintf(where, wherelen, "fi_allocinfo"); ret = -FI_ENOMEM; goto fail; }
+	ep->bell_fd = -1;
 	ep->nctx = nctx;
 	ep->ctxs = calloc(nctx ? nctx : 1, sizeof(struct fi_context2));
 	if (!ep->ctxs) { snprintf(where, wherelen, "calloc contexts"); ret = -FI_ENOMEM; goto fail; }
@@ -107,6 +177,10 @@ int fps_open(const char *prov, const char *node, const char *service,
 	if (ret) { snprintf(where, wherelen, "fi_ep_bind(cq)"); goto fail; }
 	ret = fi_enable(ep->ep);
 	if (ret) { snprintf(where, wherelen, "fi_enable"); goto fail; }
+	if (!ep->cq_wait) {
+		ret = open_bell(ep);
+		if (ret) { snprintf(where, wherelen, "doorbell socket"); goto fail; }
+	}
 
 	memset(oinfo, 0, sizeof(*oinfo));
 	oinfo->mr_mode = ep->info->domain_attr->mr_mode;
@@ -117,6 +191,7 @@ int fps_open(const char *prov, const char *node, const char *service,
 	oinfo->inject_size = ep->info->tx_attr->inject_size;
 	oinfo->iov_limit = ep->info->tx_attr->iov_limit;
 	oinfo->cq_wait = ep->cq_wait;
+	oinfo->bell = ep->bell_fd >= 0;
 	copyname(oinfo->prov_name, ep->info->fabric_attr->prov_name);
 	copyname(oinfo->fabric_name, ep->info->fabric_attr->name);
 	copyname(oinfo->domain_name, ep->info->domain_attr->name);
@@ -140,6 +215,7 @@ void fps_close(fps_ep *ep) {
 	if (ep->domain) fi_close(&ep->domain->fid);
 	if (ep->fabric) fi_close(&ep->fabric->fid);
 	if (ep->info) fi_freeinfo(ep->info);
+	if (ep->bell_fd >= 0) close(ep->bell_fd);
 	free(ep->ctxs);
 	free(ep);
 }
@@ -180,8 +256,10 @@ int fps_mr_close(void *mr) {
 	return fi_close(&((struct fid_mr *)mr)->fid);
 }
 
-int fps_send(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t dest, int64_t ctx) {
-	return (int)fi_send(ep->ep, buf, len, desc, dest, ctxptr(ep, ctx));
+int fps_send(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t dest, int64_t ctx, fps_bell *bell) {
+	int ret = (int)fi_send(ep->ep, buf, len, desc, dest, ctxptr(ep, ctx));
+	if (ret == 0) fps_ring(ep, bell);
+	return ret;
 }
 
 int fps_recv(fps_ep *ep, void *buf, size_t len, void *desc, int64_t ctx) {
@@ -189,7 +267,8 @@ int fps_recv(fps_ep *ep, void *buf, size_t len, void *desc, int64_t ctx) {
 }
 
 int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
-		  uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx) {
+		  uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx, fps_bell *bell) {
+	int ret;
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct fi_rma_iov rma = { .addr = raddr, .len = len, .key = rkey };
 	struct fi_msg_rma msg = {
@@ -199,11 +278,14 @@ int fps_writedata(fps_ep *ep, void *buf, size_t len, void *desc, uint64_t imm,
 	// Delivery complete: the completion reports what happened at the
 	// target, so a rejected key or a vanished peer fails the operation
 	// instead of completing it silently.
-	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	ret = (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	if (ret == 0) fps_ring(ep, bell);
+	return ret;
 }
 
 int fps_writedata3(fps_ep *ep, void *b0, size_t l0, void *b1, size_t l1, void *b2, size_t l2,
-		   void *desc, uint64_t imm, uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx) {
+		   void *desc, uint64_t imm, uint64_t dest, uint64_t raddr, uint64_t rkey, int64_t ctx, fps_bell *bell) {
+	int ret;
 	struct iovec iov[3] = {
 		{ .iov_base = b0, .iov_len = l0 },
 		{ .iov_base = b1, .iov_len = l1 },
@@ -215,7 +297,9 @@ int fps_writedata3(fps_ep *ep, void *b0, size_t l0, void *b1, size_t l1, void *b
 		.msg_iov = iov, .desc = descs, .iov_count = 3, .addr = dest,
 		.rma_iov = &rma, .rma_iov_count = 1, .context = ctxptr(ep, ctx), .data = imm,
 	};
-	return (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	ret = (int)fi_writemsg(ep->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	if (ret == 0) fps_ring(ep, bell);
+	return ret;
 }
 
 int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,
@@ -223,15 +307,9 @@ int fps_read(fps_ep *ep, void *buf, size_t len, void *desc,
 	return (int)fi_read(ep->ep, buf, len, desc, src, raddr, rkey, ctxptr(ep, ctx));
 }
 
-int fps_poll(fps_ep *ep, fps_comp *out, int max, int timeout_ms) {
-	struct fi_cq_data_entry e[16];
-	ssize_t n;
+// convert turns n entries (or an error) of fi_cq_read into fps_comps.
+static int convert(fps_ep *ep, ssize_t n, struct fi_cq_data_entry *e, fps_comp *out) {
 	int i;
-	if (max > 16) max = 16;
-	if (ep->cq_wait && timeout_ms > 0)
-		n = fi_cq_sread(ep->cq, e, max, NULL, timeout_ms);
-	else
-		n = fi_cq_read(ep->cq, e, max);
 	if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR) return 0;
 	if (n == -FI_EAVAIL) {
 		struct fi_cq_err_entry err;
@@ -261,9 +339,43 @@ int fps_poll(fps_ep *ep, fps_comp *out, int max, int timeout_ms) {
 	return (int)n;
 }
 
+int fps_poll(fps_ep *ep, fps_comp *out, int max) {
+	struct fi_cq_data_entry e[16];
+	if (max > 16) max = 16;
+	return convert(ep, fi_cq_read(ep->cq, e, max), e, out);
+}
+
+static void drain_bell(fps_ep *ep) {
+	char buf[64];
+	while (recv(ep->bell_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+	}
+}
+
+int fps_wait(fps_ep *ep, fps_comp *out, int max, int64_t timeout_ns) {
+	struct fi_cq_data_entry e[16];
+	ssize_t n;
+	if (max > 16) max = 16;
+	if (ep->cq_wait) {
+		int ms = (int)((timeout_ns + 999999) / 1000000);
+		n = fi_cq_sread(ep->cq, e, max, NULL, ms > 0 ? ms : 1);
+		return convert(ep, n, e, out);
+	}
+	n = fi_cq_read(ep->cq, e, max);
+	if (n != -FI_EAGAIN) return convert(ep, n, e, out);
+	if (ep->bell_fd >= 0) {
+		struct pollfd pfd = { .fd = ep->bell_fd, .events = POLLIN };
+		struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+		if (ppoll(&pfd, 1, &ts, NULL) > 0) drain_bell(ep);
+	} else {
+		struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+		nanosleep(&ts, NULL);
+	}
+	return convert(ep, fi_cq_read(ep->cq, e, max), e, out);
+}
+
 int fps_signal(fps_ep *ep) {
-	if (!ep->cq_wait) return 0;
-	return fi_cq_signal(ep->cq);
+	if (ep->cq_wait) return fi_cq_signal(ep->cq);
+	return fps_ring(ep, &ep->self);
 }
 
 const char *fps_strerror(int err) {

@@ -30,23 +30,22 @@ import (
 
 // libfabric constants, taken from the headers.
 const (
-	fiRemoteCQData  = uint64(C.FI_REMOTE_CQ_DATA)
-	fiMRVirtAddr    = uint64(C.FI_MR_VIRT_ADDR)
-	fiMRLocal       = uint64(C.FI_MR_LOCAL)
-	fiAccessRead    = uint64(C.FI_READ)
-	fiAccessWrite   = uint64(C.FI_WRITE)
-	fiAccessRecv    = uint64(C.FI_RECV)
-	fiAccessSend    = uint64(C.FI_SEND)
-	fiAccessRRead   = uint64(C.FI_REMOTE_READ)
-	fiAccessRWrite  = uint64(C.FI_REMOTE_WRITE)
-	fiEAGAIN        = int(C.FI_EAGAIN)
-	fiENOMEM        = int(C.FI_ENOMEM)
-	fiEACCES        = int(C.FI_EACCES)
-	fiEFAULT        = int(C.FI_EFAULT)
-	fiENODATA       = int(C.FI_ENODATA)
-	fiENOENT        = int(C.FI_ENOENT)
-	maxContexts     = 4096
-	progressTimeout = 50 // ms a progress goroutine blocks in the provider
+	fiRemoteCQData = uint64(C.FI_REMOTE_CQ_DATA)
+	fiMRVirtAddr   = uint64(C.FI_MR_VIRT_ADDR)
+	fiMRLocal      = uint64(C.FI_MR_LOCAL)
+	fiAccessRead   = uint64(C.FI_READ)
+	fiAccessWrite  = uint64(C.FI_WRITE)
+	fiAccessRecv   = uint64(C.FI_RECV)
+	fiAccessSend   = uint64(C.FI_SEND)
+	fiAccessRRead  = uint64(C.FI_REMOTE_READ)
+	fiAccessRWrite = uint64(C.FI_REMOTE_WRITE)
+	fiEAGAIN       = int(C.FI_EAGAIN)
+	fiENOMEM       = int(C.FI_ENOMEM)
+	fiEACCES       = int(C.FI_EACCES)
+	fiEFAULT       = int(C.FI_EFAULT)
+	fiENODATA      = int(C.FI_ENODATA)
+	fiENOENT       = int(C.FI_ENOENT)
+	maxContexts    = 4096
 )
 
 // fiError is a libfabric error code with the step that returned it.
@@ -89,6 +88,7 @@ type fabricInfo struct {
 	injectSize               int
 	iovLimit                 int
 	cqWait                   bool
+	bell                     bool // waits on a doorbell that peers ring (shm)
 }
 
 // fabric owns one endpoint, its completion queue and address vector, and
@@ -117,6 +117,16 @@ type fabric struct {
 	onRemote func(imm uint32, n uint64) // remote writedata arrived
 	busy     func() bool                // the owner awaits arrivals: keep polling
 	onError  func(error)                // an error entry with no operation
+
+	// waitingCold is set while the progress goroutine blocks for up to
+	// coldWait with nothing in flight: a post then wakes it (fps_signal).
+	waitingCold atomic.Bool
+	wakeups     atomic.Int64 // fps_wait calls (tests, idle measurements)
+
+	// bells holds each peer's doorbell (shm), by fabric address; posts to a
+	// peer ring it.
+	bellMu sync.RWMutex
+	bells  map[uint64]*C.fps_bell
 
 	regions []*region
 
@@ -164,7 +174,9 @@ func openFabric(provider, node, service string, log *slog.Logger) (*fabric, erro
 			injectSize: int(ci.inject_size),
 			iovLimit:   int(ci.iov_limit),
 			cqWait:     ci.cq_wait != 0,
+			bell:       ci.bell != 0,
 		},
+		bells:   map[uint64]*C.fps_bell{},
 		ops:     make([]func(completion), maxContexts),
 		counted: make([]bool, maxContexts),
 		pins:    make([]*runtime.Pinner, maxContexts),
@@ -197,22 +209,31 @@ func (f *fabric) start() {
 	go f.progress()
 }
 
-// Polling. After an event, and while operations are in flight or the owner
-// awaits an arrival (hot), the progress goroutine polls: providers move
-// large transfers in steps (rxm's rendezvous, shm's segmented copies), each
-// needing a progress call. It spins (yielding to other goroutines) for
-// spinPolls polls, then sleeps between polls, backing off to maxHotSleep
-// while hot; when cold it blocks in the provider if the completion queue
-// has a wait fd (tcp, verbs), else sleeps, backing off to maxIdleSleep
-// (shm, whose waits would spin). Spinning is bounded because on a loaded
-// machine a spinning poller takes the CPU from the very goroutines (and
-// peer processes) whose work it waits for.
+// Progress. The progress goroutine reads completions and, when there are
+// none, waits for more in C without holding Go's scheduler: tcp and verbs
+// block in fi_cq_sread on the provider's wait fd; shm, which has no wait
+// object another process can signal, blocks in ppoll on a doorbell (a Unix
+// datagram socket) that every peer rings right after posting an operation
+// to this endpoint (fps_ring). Each wait is bounded: hotWait, backing off
+// to maxHotWait, while operations are in flight or the owner awaits an
+// arrival (busy) or an event came within hotWindow, since providers move
+// some transfers in steps that need a progress call each (rxm's rendezvous,
+// shm without CMA); coldWait otherwise, and a post then wakes the waiter.
+// Before waiting while hot it polls spinPolls times, yielding in between:
+// a short spin saves the wake-up of a call answered within microseconds,
+// and a long one takes the CPU from the very goroutines (and, on shm, peer
+// processes) whose work it waits for.
+//
+// The waits are never Go timers: a time.Sleep under a millisecond became
+// a millisecond whenever the process had nothing else to run (the runtime
+// parks idle threads in epoll with millisecond timeouts), which was the
+// ~1.1 ms floor per call between processes.
 const (
-	spinPolls    = 64
-	minSleep     = 10 * time.Microsecond
-	maxHotSleep  = 200 * time.Microsecond
-	maxIdleSleep = time.Millisecond
-	hotWindow    = time.Millisecond
+	spinPolls  = 16
+	hotWait    = 20 * time.Microsecond
+	maxHotWait = 500 * time.Microsecond
+	coldWait   = 100 * time.Millisecond
+	hotWindow  = time.Millisecond
 )
 
 func (f *fabric) progress() {
@@ -220,36 +241,44 @@ func (f *fabric) progress() {
 	var comps [16]C.fps_comp
 	last := time.Now()
 	empty := 0 // polls since the last event
-	sleep := minSleep
+	wait := hotWait
+	hot := func() bool {
+		return f.active.Load() > 0 || (f.busy != nil && f.busy()) || time.Since(last) < hotWindow
+	}
 	for !f.stop.Load() {
-		hot := f.active.Load() > 0 || (f.busy != nil && f.busy()) || time.Since(last) < hotWindow
-		timeout := 0
-		if f.info.cqWait && !hot {
-			timeout = progressTimeout
-		}
-		n := int(C.fps_poll(f.ep, &comps[0], C.int(len(comps)), C.int(timeout)))
-		if n < 0 {
-			f.log.Warn("rdma: completion queue read failed", "err", fiErr("fi_cq_read", C.int(n)))
-			n = 0
-		}
+		n := int(C.fps_poll(f.ep, &comps[0], C.int(len(comps))))
 		if n == 0 {
 			empty++
-			switch {
-			case timeout > 0:
-				// blocked in the provider already
-			case empty < spinPolls:
+			h := hot()
+			if h && empty <= spinPolls {
 				runtime.Gosched()
-			case hot:
-				time.Sleep(sleep)
-				sleep = min(2*sleep, maxHotSleep)
-			case !f.info.cqWait:
-				time.Sleep(sleep)
-				sleep = min(2*sleep, maxIdleSleep)
+				continue
 			}
+			timeout := coldWait
+			if !h {
+				// Announce the cold wait, then look again: a post either
+				// sees the flag and signals, or is seen here as hot.
+				f.waitingCold.Store(true)
+				h = hot()
+			}
+			if h {
+				f.waitingCold.Store(false)
+				timeout = wait
+				wait = min(2*wait, maxHotWait)
+			}
+			f.wakeups.Add(1)
+			n = int(C.fps_wait(f.ep, &comps[0], C.int(len(comps)), C.int64_t(timeout)))
+			f.waitingCold.Store(false)
+			if n == 0 {
+				continue
+			}
+		}
+		if n < 0 {
+			f.log.Warn("rdma: completion queue read failed", "err", fiErr("fi_cq_read", C.int(n)))
 			continue
 		}
 		empty = 0
-		sleep = minSleep
+		wait = hotWait
 		last = time.Now()
 		for i := 0; i < n; i++ {
 			c := comps[i]
@@ -288,6 +317,25 @@ func (f *fabric) progress() {
 			}
 		}
 	}
+}
+
+// wake makes a progress goroutine in a cold wait look at the queue again:
+// an operation was just posted that needs its progress.
+func (f *fabric) wake() {
+	if f.waitingCold.Load() {
+		C.fps_signal(f.ep)
+	}
+}
+
+// bell returns dest's doorbell, or nil.
+func (f *fabric) bell(dest uint64) *C.fps_bell {
+	if !f.info.bell {
+		return nil
+	}
+	f.bellMu.RLock()
+	b := f.bells[dest]
+	f.bellMu.RUnlock()
+	return b
 }
 
 // post runs one posting function with a fresh context, retrying while the
@@ -339,6 +387,7 @@ func (f *fabric) postPinned(ctx context.Context, what string, counted bool, pin 
 		ret := do(C.int64_t(ci))
 		f.postMu.RUnlock()
 		if ret == 0 {
+			f.wake()
 			return nil
 		}
 		if counted {
@@ -422,6 +471,15 @@ func (f *fabric) insert(name []byte) (uint64, error) {
 		}
 		return 0, fiErr("fi_av_insert", ret)
 	}
+	if f.info.bell {
+		b := C.fps_bell_new(unsafe.Pointer(&name[0]), C.size_t(len(name)))
+		f.bellMu.Lock()
+		if old := f.bells[uint64(a)]; old != nil {
+			C.fps_bell_free(old)
+		}
+		f.bells[uint64(a)] = b
+		f.bellMu.Unlock()
+	}
 	return uint64(a), nil
 }
 
@@ -431,6 +489,12 @@ func (f *fabric) remove(addr uint64) {
 	if !f.closed {
 		C.fps_av_remove(f.ep, C.uint64_t(addr))
 	}
+	f.bellMu.Lock()
+	if b := f.bells[addr]; b != nil {
+		C.fps_bell_free(b)
+		delete(f.bells, addr)
+	}
+	f.bellMu.Unlock()
 }
 
 // region is memory registered with the domain: mmap'd, never the Go heap.
@@ -506,7 +570,7 @@ func (r *region) ptr(off int) unsafe.Pointer { return unsafe.Pointer(&r.buf[off]
 
 func (f *fabric) send(ctx context.Context, r *region, off, n int, dest uint64, cb func(completion)) error {
 	return f.post(ctx, "fi_send", cb, func(ci C.int64_t) C.int {
-		return C.fps_send(f.ep, r.ptr(off), C.size_t(n), r.desc, C.uint64_t(dest), ci)
+		return C.fps_send(f.ep, r.ptr(off), C.size_t(n), r.desc, C.uint64_t(dest), ci, f.bell(dest))
 	})
 }
 
@@ -519,7 +583,7 @@ func (f *fabric) recv(ctx context.Context, r *region, off, n int, cb func(comple
 func (f *fabric) writedata(ctx context.Context, r *region, off, n int, imm uint32, dest, raddr, rkey uint64, cb func(completion)) error {
 	return f.post(ctx, "fi_writedata", cb, func(ci C.int64_t) C.int {
 		return C.fps_writedata(f.ep, r.ptr(off), C.size_t(n), r.desc, C.uint64_t(imm),
-			C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci)
+			C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci, f.bell(dest))
 	})
 }
 
@@ -536,7 +600,7 @@ func (f *fabric) writedataGo(ctx context.Context, r *region, off, head int, data
 	pin.Pin(&data[0])
 	err := f.postPinned(ctx, "fi_writemsg", true, pin, cb, func(ci C.int64_t) C.int {
 		return C.fps_writedata3(f.ep, r.ptr(off), C.size_t(head), unsafe.Pointer(&data[0]), C.size_t(len(data)),
-			r.ptr(tail), C.size_t(off+n-tail), r.desc, C.uint64_t(imm), C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci)
+			r.ptr(tail), C.size_t(off+n-tail), r.desc, C.uint64_t(imm), C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci, f.bell(dest))
 	})
 	if err != nil {
 		pin.Unpin()
@@ -577,6 +641,12 @@ func (f *fabric) close() {
 		unix.Munmap(r.buf)
 	}
 	C.fps_close(f.ep)
+	f.bellMu.Lock()
+	for a, b := range f.bells {
+		C.fps_bell_free(b)
+		delete(f.bells, a)
+	}
+	f.bellMu.Unlock()
 }
 
 // libfabricVersion returns the run-time library's version, "major.minor".
