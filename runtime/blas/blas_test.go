@@ -14,17 +14,24 @@ func naive(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		for j := 0; j < n; j++ {
 			var s float64
 			for p := 0; p < k; p++ {
-				av := a[i*lda+p]
+				var av, bv float32
 				if tA {
 					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
 				}
-				bv := b[p*ldb+j]
 				if tB {
 					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
 				}
 				s += float64(av) * float64(bv)
 			}
-			c[i*ldc+j] = alpha*float32(s) + beta*c[i*ldc+j]
+			if beta == 0 {
+				c[i*ldc+j] = alpha * float32(s)
+			} else {
+				c[i*ldc+j] = alpha*float32(s) + beta*c[i*ldc+j]
+			}
 		}
 	}
 }

@@ -13,37 +13,22 @@ extern int openblas_get_num_threads(void);
 */
 import "C"
 
-import (
-	"os"
+import "os"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-	"gonum.org/v1/gonum/blas/gonum"
-)
+const haveOpenBLAS = true
 
-// openBLAS is gonum's native implementation with Sgemm replaced by
-// OpenBLAS's cblas_sgemm.
-type openBLAS struct{ gonum.Implementation }
-
-// Sgemm implements blas.Float32 through cblas_sgemm. It checks the
-// dimensions like gonum does, so a bad call panics instead of reading out
-// of bounds in C.
-func (openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// cblasSgemm is Sgemm through OpenBLAS's cblas_sgemm. The caller has
+// checked the dimensions (checkSgemm), so C never reads out of bounds.
+func cblasSgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
 	ta, tb := C.int(C.NoTrans), C.int(C.NoTrans)
-	ar, ac := m, k
-	if tA != blas.NoTrans {
-		ta, ar, ac = C.Trans, k, m
+	if tA {
+		ta = C.Trans
 	}
-	br, bc := k, n
-	if tB != blas.NoTrans {
-		tb, br, bc = C.Trans, n, k
-	}
-	if m < 0 || n < 0 || k < 0 || lda < max(1, ac) || ldb < max(1, bc) || ldc < max(1, n) ||
-		(k > 0 && (len(a) < lda*(ar-1)+ac || len(b) < ldb*(br-1)+bc)) || len(c) < ldc*(m-1)+n {
-		panic("blas: bad Sgemm dimensions")
+	if tB {
+		tb = C.Trans
 	}
 	var pa, pb *C.float
 	if k > 0 {
@@ -53,12 +38,11 @@ func (openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []flo
 		pa, C.int(lda), pb, C.int(ldb), C.float(beta), (*C.float)(&c[0]), C.int(ldc))
 }
 
+func openblasSetThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
+
+func openblasThreads() int { return int(C.openblas_get_num_threads()) }
+
 func init() {
-	impl = openBLAS{}
-	backend = "openblas"
-	setThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
-	threads = func() int { return int(C.openblas_get_num_threads()) }
-	blas32.Use(impl)
 	// The executor runs kernels on GOMAXPROCS workers; OpenBLAS threads on
 	// top of that oversubscribe the cores (measured: 2 workers × 2 threads
 	// is 4x slower than 1 thread on 2 cores). Keep 1 unless the
@@ -66,4 +50,5 @@ func init() {
 	if os.Getenv("OPENBLAS_NUM_THREADS") == "" && os.Getenv("OMP_NUM_THREADS") == "" {
 		C.openblas_set_num_threads(1)
 	}
+	curThreads.Store(int32(openblasThreads()))
 }
