@@ -66,11 +66,24 @@ var (
 )
 
 func init() {
-	v := os.Getenv("FLOWPS_SGEMM")
-	if err := SetBackend(v); err != nil {
-		note = fmt.Sprintf("FLOWPS_SGEMM=%s ignored: %v", v, err)
-		fmt.Fprintf(os.Stderr, "flowps/runtime/blas: %s; using %s\n", note, backendLocked())
+	if msg := applyEnv(os.Getenv("FLOWPS_SGEMM")); msg != "" {
+		fmt.Fprintln(os.Stderr, "flowps/runtime/blas:", msg)
 	}
+}
+
+// applyEnv sets the backend from FLOWPS_SGEMM's value. A value that
+// cannot be honoured leaves the auto mode, with a note in Backend(), and
+// returns the message to report.
+func applyEnv(v string) string {
+	err := SetBackend(v)
+	if err == nil {
+		return ""
+	}
+	SetBackend("auto")
+	mu.Lock()
+	defer mu.Unlock()
+	note = fmt.Sprintf("FLOWPS_SGEMM=%s ignored: %v", v, err)
+	return fmt.Sprintf("%s; using %s", note, backendLocked())
 }
 
 // SetBackend selects the Sgemm backend: "auto" (or ""), "native",

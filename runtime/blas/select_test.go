@@ -168,6 +168,19 @@ func TestAutoConcurrent(t *testing.T) {
 	})
 }
 
+func TestEnvOverride(t *testing.T) {
+	withBackend(t, "auto", func() {
+		auto := Backend()
+		msg := applyEnv("fastest")
+		if !strings.Contains(msg, "fastest") || Backend() != auto+" [FLOWPS_SGEMM=fastest ignored: unknown backend \"fastest\" (want auto, native, openblas or gonum)]" {
+			t.Fatalf("applyEnv(fastest) = %q, Backend() = %q", msg, Backend())
+		}
+		if msg := applyEnv("gonum"); msg != "" || Backend() != "gonum" {
+			t.Fatalf("applyEnv(gonum) = %q, Backend() = %q", msg, Backend())
+		}
+	})
+}
+
 func TestSetBackend(t *testing.T) {
 	if err := SetBackend("fast"); err == nil {
 		t.Fatal("SetBackend(fast) succeeded")

@@ -6,7 +6,7 @@ package native
 // backend is used.
 const OK = false
 
-const Why = "no native kernel for this architecture"
+const Why = "no native kernel in this build (it needs amd64 without the purego tag)"
 
 func kernel6x16(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 	panic("blas: native kernel not available")
