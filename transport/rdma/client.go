@@ -615,7 +615,7 @@ func (c *conn) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse,
 	var resp *ps.PullResponse
 	err := c.roundTrip(ctx, "pull", framePull, pullSize(req), func(b []byte) gap { encodePull(b, req); return gap{} },
 		room, hint, func(b []byte) (err error) {
-			resp, err = decodePullResp(b)
+			resp, err = decodePullRespInto(b, req)
 			return err
 		})
 	if err != nil {

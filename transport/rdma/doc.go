@@ -72,6 +72,31 @@
 // sends it back with one fi_writedata to the client's extent. So a push is
 // one write each way and a pull is a small write and a large one.
 //
+// Copies. A pull response body is a table (each part's key, version,
+// value count and offset), then the values; the table's size follows from
+// the request, so the server hands ps.Server a PullRequest.Alloc that
+// returns the frame space after it, and ps.Server copies each partition
+// straight into the response frame under its lock: one copy, then the
+// write. (A service that returns values of its own has them copied in, or
+// the largest sent from Go memory.) The client decodes each part into its
+// PullPart.Dst when the length fits and returns Dst as the part's Values
+// (ps.Client then skips its own copy), else into a new slice; nil and
+// empty stay apart. A push is written from the caller's gradient itself
+// (zero copy from pinned Go memory where the provider allows it, from 256
+// KiB up), and when the service is a *ps.Server the server decodes its
+// gradients as views of the mirror area instead of copying them out: the
+// extent stays reserved until the response is written, and ps.Server keeps
+// no reference once Push returned (the sync-mode sum and buffered
+// replication ops are copies; replicas get the op inside the call). One
+// case is not covered by that: a push that failed where ps.Server may have
+// been forwarding it to replicas (any failure but a validation error) may
+// leave a sender cut off by the context, such as a gRPC stream being
+// reset, still reading the pages, so its answer is held back 250 ms before
+// the client may reuse them. Other services get copies. (A client that
+// wrote into an extent it had sent would change a gradient under
+// ps.Server's checks; this package's client never does: even a cancelled
+// call keeps its extent until the answer lands.)
+//
 // Each frame carries its sequence number as a version word before and
 // after the payload, written back to front; a reader that finds them unequal
 // (or unequal to the sequence it expects) has a torn frame, and the call is
@@ -84,11 +109,12 @@
 // shape, so steady-state pulls take one round trip.
 //
 // Why the server writes pull responses rather than the client reading
-// registered weights: ps.Service returns values by copy, so the server holds
-// a fresh copy anyway and writing it saves a round trip over notice-then-
-// fi_read. Reading live partition memory in place needs ps to allocate
-// partitions from registered slabs; the frame format and torn-frame check
-// are what that read would use.
+// registered weights: reading live partition memory in place needs ps to
+// allocate partitions from registered slabs and to version them; writing
+// the response costs the server one copy into the frame, which it makes
+// under the partition lock anyway. What a client-side fi_read of the
+// response values straight into Dst would save is the client's decode
+// copy, for a second round trip; not built (see Performance).
 //
 // Writes use delivery-complete semantics, so a key the target rejects, or a
 // peer that vanished, fails the operation on tcp;ofi_rxm. shm does not
@@ -100,12 +126,26 @@
 // # Progress and threading
 //
 // Progress is manual: one goroutine per completion queue (one per server,
-// one per dialed connection) reads completions and dispatches them. It
-// polls while operations are in flight and for a short window after the
-// last event (large transfers need a progress call per step), then blocks
-// in fi_cq_sread. Operations are posted from any goroutine (FI_THREAD_SAFE
-// domains); completion callbacks run on the progress goroutine and never
-// wait for queue space, since that space only frees through progress.
+// one per dialed connection) reads completions and dispatches them. When
+// there are none it waits in C, off Go's scheduler: tcp and verbs block in
+// fi_cq_sread on the provider's wait fd; shm, which has no wait object
+// another process can signal, blocks in ppoll on a doorbell, a Unix
+// datagram socket in the abstract namespace named after the endpoint,
+// which every peer rings right after posting an operation to it. While
+// operations are in flight, the owner awaits an arrival or an event came
+// within the last millisecond, it spins briefly (16 polls, yielding) and
+// then waits at most 20 µs, backing off to 500 µs, since providers move
+// some transfers in steps that each need a progress call; otherwise it
+// waits up to 100 ms and a local post wakes it. Never a Go timer: a
+// time.Sleep under a millisecond became a millisecond whenever the process
+// had nothing else to run, which was a ~1.1 ms floor per call between
+// processes. An idle server with a client pinging every 100 ms uses under
+// 1% of a core (TestIdleServerCPU). shm peers in different network
+// namespaces cannot ring each other; their calls then wait for the 100 ms
+// cold wait of the other side. Operations are posted from any goroutine
+// (FI_THREAD_SAFE domains); completion callbacks run on the progress
+// goroutine and never wait for queue space, since that space only frees
+// through progress.
 //
 // # shm
 //

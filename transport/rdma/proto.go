@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/flowps/flowps/ps"
@@ -228,6 +229,9 @@ type reader struct {
 	b   []byte
 	n   int
 	err error
+	// alias makes floats return views of b (when 4-aligned) instead of
+	// copies.
+	alias bool
 }
 
 func (r *reader) need(k int) bool {
@@ -322,6 +326,9 @@ func (r *reader) floats() []float32 {
 	src := r.b[r.n : r.n+4*n]
 	r.n += 4 * n
 	if p := unsafe.Pointer(&src[0]); uintptr(p)%4 == 0 {
+		if r.alias {
+			return unsafe.Slice((*float32)(p), n)[:n:n]
+		}
 		// Appending to nil allocates without first zeroing what it copies.
 		return append([]float32(nil), unsafe.Slice((*float32)(p), n)...)
 	}
@@ -516,8 +523,12 @@ func encodePushGap(b []byte, req *ps.PushRequest, skip int) (int, gap) {
 	return w.n, g
 }
 
-func decodePush(b []byte) (*ps.PushRequest, error) {
-	r := reader{b: b}
+func decodePush(b []byte) (*ps.PushRequest, error) { return decodePushAlias(b, false) }
+
+// decodePushAlias is decodePush whose gradients, with alias, are views of
+// b rather than copies: valid only while b is.
+func decodePushAlias(b []byte, alias bool) (*ps.PushRequest, error) {
+	r := reader{b: b, alias: alias}
 	req := &ps.PushRequest{ClientID: r.str(), Seq: r.u64(), Worker: int(r.i64()), Clock: r.i64()}
 	n := int(r.u32())
 	if n > len(b)/36 {
@@ -561,52 +572,233 @@ func decodeVersions(b []byte) ([]int64, error) {
 	return v, r.done()
 }
 
-func pullRespSize(resp *ps.PullResponse) int {
+// A pull response body is a table, then the values:
+//
+//	u32 parts
+//	per part: str var, i64 index, i64 version, u64 count (nilCount: nil),
+//	          u64 offset of its values in the body (0 when it has none)
+//	values, each part's at its offset, 4-aligned, after the table
+//
+// The table's size follows from the request alone, so a server can hand
+// the service (PullRequest.Alloc) the space after it and have the values
+// written into the frame once, in any order; the body ends where the last
+// values end.
+
+// pullTableSize is the size of the table answering req.
+func pullTableSize(req *ps.PullRequest) int {
 	n := 4
-	for _, p := range resp.Parts {
-		n += strSize(p.Key.Var) + 8 + 8 + 8 + 4*len(p.Values)
+	for _, p := range req.Parts {
+		n += strSize(p.Key.Var) + 4*8
 	}
 	return n
 }
 
-func encodePullResp(b []byte, resp *ps.PullResponse) int {
-	n, _ := encodePullRespGap(b, resp, -1)
+func respTableSize(resp *ps.PullResponse) int {
+	n := 4
+	for _, p := range resp.Parts {
+		n += strSize(p.Key.Var) + 4*8
+	}
 	return n
 }
 
-// encodePullRespGap is encodePullResp leaving part skip's values out.
-func encodePullRespGap(b []byte, resp *ps.PullResponse, skip int) (int, gap) {
-	var g gap
+// dataAlign aligns each part's values in the body; with the 40-byte header
+// (headerSize) before the body, this puts them on 64-byte boundaries of
+// the page-aligned frame, which copies prefer.
+const dataAlign = 64
+
+// alignData rounds a body offset up so that headerSize+off is a multiple
+// of dataAlign.
+func alignData(off int) int {
+	return (off+headerSize+dataAlign-1)&^(dataAlign-1) - headerSize
+}
+
+// pullRespSize is the body size of resp laid out by encodePullResp.
+func pullRespSize(resp *ps.PullResponse) int {
+	n := respTableSize(resp)
+	for _, p := range resp.Parts {
+		if len(p.Values) > 0 {
+			n = alignData(n) + 4*len(p.Values)
+		}
+	}
+	return n
+}
+
+// respPart is where one part's values are in a pull response body.
+type respPart struct {
+	off   int  // body offset of the values
+	count int  // values
+	isNil bool // Values is nil
+}
+
+// putPullTable writes the table of resp with the given value locations and
+// returns its size.
+func putPullTable(b []byte, resp *ps.PullResponse, loc []respPart) int {
 	w := writer{b: b}
 	w.u32(uint32(len(resp.Parts)))
 	for i, p := range resp.Parts {
 		w.str(p.Key.Var)
 		w.i64(int64(p.Key.Index))
 		w.i64(p.Version)
-		if i == skip && p.Values != nil {
-			g = gap{off: w.floatsGap(p.Values), data: f32bytes(p.Values)}
+		if loc[i].isNil {
+			w.u64(nilCount)
 		} else {
-			w.floats(p.Values)
+			w.u64(uint64(loc[i].count))
 		}
+		w.u64(uint64(loc[i].off))
 	}
-	return w.n, g
+	return w.n
 }
 
-func decodePullResp(b []byte) (*ps.PullResponse, error) {
+// encodePullResp lays resp out with every part's values copied after the
+// table, in order, and returns the body size.
+func encodePullResp(b []byte, resp *ps.PullResponse) int {
+	n, _ := encodePullRespGap(b, resp, -1)
+	return n
+}
+
+// encodePullRespGap is encodePullResp leaving part skip's values out (they
+// go last; the caller sends them from Go memory).
+func encodePullRespGap(b []byte, resp *ps.PullResponse, skip int) (int, gap) {
+	loc := make([]respPart, len(resp.Parts))
+	end := respTableSize(resp)
+	var g gap
+	place := func(i int) {
+		v := resp.Parts[i].Values
+		loc[i] = respPart{count: len(v), isNil: v == nil}
+		if len(v) == 0 {
+			return
+		}
+		loc[i].off = alignData(end)
+		end = loc[i].off + 4*len(v)
+		if i == skip {
+			g = gap{off: loc[i].off, data: f32bytes(v)}
+		} else {
+			copy(b[loc[i].off:end], f32bytes(v))
+		}
+	}
+	for i := range resp.Parts {
+		if i != skip {
+			place(i)
+		}
+	}
+	if skip >= 0 && skip < len(resp.Parts) {
+		place(skip)
+	}
+	putPullTable(b, resp, loc)
+	// Zero the alignment padding, so a frame never carries stale bytes.
+	zeroGaps(b[:end], respTableSize(resp), loc)
+	return end, g
+}
+
+// zeroGaps clears the bytes of body b after the table that no part's
+// values occupy.
+func zeroGaps(b []byte, table int, loc []respPart) {
+	at := table
+	for _, l := range sortedLocs(loc) {
+		if l.count == 0 {
+			continue
+		}
+		if l.off > at {
+			clear(b[at:l.off])
+		}
+		at = max(at, l.off+4*l.count)
+	}
+	if at < len(b) {
+		clear(b[at:])
+	}
+}
+
+func sortedLocs(loc []respPart) []respPart {
+	out := make([]respPart, 0, len(loc))
+	for _, l := range loc {
+		if l.count > 0 {
+			out = append(out, l)
+		}
+	}
+	slices.SortFunc(out, func(a, b respPart) int { return a.off - b.off })
+	return out
+}
+
+func decodePullResp(b []byte) (*ps.PullResponse, error) { return decodePullRespInto(b, nil) }
+
+// decodePullRespInto decodes a pull response, copying each part's values
+// into the matching part's Dst of req when its length fits (the part's
+// Values is then Dst itself), else into a new slice. Values keep nil and
+// empty apart.
+func decodePullRespInto(b []byte, req *ps.PullRequest) (*ps.PullResponse, error) {
 	r := reader{b: b}
 	n := int(r.u32())
-	if n > len(b)/28 {
+	if n > len(b)/36 {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: %d parts overrun the body", n)
 	}
 	resp := &ps.PullResponse{Parts: make([]ps.PartValues, n)}
+	loc := make([]respPart, n)
 	for i := range resp.Parts {
 		p := &resp.Parts[i]
 		p.Key.Var = r.str()
 		p.Key.Index = int(r.i64())
 		p.Version = r.i64()
-		p.Values = r.floats()
+		count, off := r.u64(), r.u64()
+		if r.err != nil {
+			return nil, r.err
+		}
+		switch {
+		case count == nilCount:
+			loc[i].isNil = true
+		case count > uint64(len(b))/4:
+			return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: part %d: %d values overrun the body", i, count)
+		default:
+			loc[i].count = int(count)
+		}
+		if loc[i].count == 0 {
+			if off != 0 {
+				return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: part %d: offset %d without values", i, off)
+			}
+			continue
+		}
+		if off > uint64(len(b)) {
+			return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: part %d: offset %d overruns the body", i, off)
+		}
+		loc[i].off = int(off)
 	}
-	return resp, r.done()
+	table := r.n
+	end := table
+	for i, l := range loc {
+		if l.count == 0 {
+			continue
+		}
+		if l.off < table || l.off%4 != 0 || l.off+4*l.count > len(b) {
+			return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: part %d: %d values at offset %d outside the %d-byte body after a %d-byte table", i, l.count, l.off, len(b), table)
+		}
+		end = max(end, l.off+4*l.count)
+	}
+	if end != len(b) {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: %d trailing bytes in body", len(b)-end)
+	}
+	for i, l := range loc {
+		p := &resp.Parts[i]
+		switch {
+		case l.isNil:
+			continue
+		case l.count == 0:
+			p.Values = []float32{}
+			continue
+		}
+		src := b[l.off : l.off+4*l.count]
+		var dst []float32
+		if req != nil && i < len(req.Parts) && len(req.Parts[i].Dst) == l.count {
+			dst = req.Parts[i].Dst
+		} else if uintptr(unsafe.Pointer(&src[0]))%4 == 0 {
+			// Appending to nil allocates without zeroing what it copies.
+			p.Values = append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), l.count)...)
+			continue
+		} else {
+			dst = make([]float32, l.count)
+		}
+		copy(f32bytes(dst), src)
+		p.Values = dst
+	}
+	return resp, nil
 }
 
 const maxErrMsg = 1024

@@ -3,8 +3,10 @@ package rdma
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/flowps/flowps/ps"
 )
@@ -40,7 +42,8 @@ func FuzzDecodeBodies(f *testing.F) {
 		{Key: ps.PartKey{Var: "w", Index: 3}, Step: 4, Rows: []int64{1}, Grad: []float32{1, 2}},
 		{Key: ps.PartKey{Var: "b"}, Grad: []float32{-1}},
 	}}
-	resp := &ps.PullResponse{Parts: []ps.PartValues{{Key: ps.PartKey{Var: "w", Index: 1}, Version: 3, Values: []float32{1, 2, 3}}}}
+	resp := &ps.PullResponse{Parts: []ps.PartValues{{Key: ps.PartKey{Var: "w", Index: 1}, Version: 3, Values: []float32{1, 2, 3}},
+		{Key: ps.PartKey{Var: "nil"}}, {Key: ps.PartKey{Var: "empty"}, Values: []float32{}}, {Key: ps.PartKey{Var: "b", Index: 2}, Version: 1, Values: []float32{-1}}}}
 	pb := make([]byte, pullSize(pull))
 	encodePull(pb, pull)
 	qb := make([]byte, pushSize(push))
@@ -84,9 +87,50 @@ func FuzzDecodeBodies(f *testing.F) {
 			}
 		}
 		if resp, err := decodePullResp(b); err == nil {
+			// Offsets may be laid out any way; what they decode to must
+			// survive encoding again, and decoding into destinations of
+			// the right sizes must fill them.
 			out := make([]byte, pullRespSize(resp))
-			if n := encodePullResp(out, resp); !bytes.Equal(out[:n], b) {
-				t.Fatalf("pull response re-encodes differently")
+			n := encodePullResp(out, resp)
+			again, err := decodePullResp(out[:n])
+			if err != nil || !reflect.DeepEqual(again, resp) {
+				t.Fatalf("pull response re-encodes to %+v, %v; decoded %+v", again, err, resp)
+			}
+			req := &ps.PullRequest{Parts: make([]ps.PullPart, len(resp.Parts))}
+			for i, p := range resp.Parts {
+				if len(p.Values) > 0 {
+					req.Parts[i].Dst = make([]float32, len(p.Values))
+				}
+			}
+			into, err := decodePullRespInto(b, req)
+			if err != nil {
+				t.Fatalf("decoding into destinations: %v", err)
+			}
+			for i, p := range into.Parts {
+				if len(p.Values) > 0 && !ps.SameBuffer(p.Values, req.Parts[i].Dst) {
+					t.Fatalf("part %d not decoded into its Dst", i)
+				}
+				if !reflect.DeepEqual(f32bits(p.Values), f32bits(resp.Parts[i].Values)) || (p.Values == nil) != (resp.Parts[i].Values == nil) {
+					t.Fatalf("part %d decoded into Dst differs", i)
+				}
+			}
+		}
+		if req, err := decodePushAlias(b, true); err == nil {
+			plain, err := decodePush(b)
+			if err != nil {
+				t.Fatalf("push decodes as views but not as copies: %v", err)
+			}
+			for i, p := range req.Parts {
+				if !reflect.DeepEqual(f32bits(p.Grad), f32bits(plain.Parts[i].Grad)) || (p.Grad == nil) != (plain.Parts[i].Grad == nil) {
+					t.Fatalf("part %d: views and copies differ", i)
+				}
+				if len(p.Grad) > 0 {
+					lo := uintptr(unsafe.Pointer(&b[0]))
+					at := uintptr(unsafe.Pointer(&p.Grad[0]))
+					if at%4 == 0 && (at < lo || at+uintptr(4*len(p.Grad)) > lo+uintptr(len(b))) {
+						t.Fatalf("part %d's gradient view lies outside the body", i)
+					}
+				}
 			}
 		}
 		if v, err := decodeVersions(b); err == nil && 4+8*len(v) != len(b) {
@@ -115,4 +159,13 @@ func FuzzDecodeCtrl(f *testing.F) {
 			t.Fatalf("hello name of %d bytes accepted", len(m.hello.name))
 		}
 	})
+}
+
+// f32bits compares float slices bit for bit (NaN payloads included).
+func f32bits(f []float32) []uint32 {
+	out := make([]uint32, len(f))
+	for i, x := range f {
+		out[i] = math.Float32bits(x)
+	}
+	return out
 }

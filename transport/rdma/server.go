@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/flowps/flowps/ps"
 )
@@ -42,6 +44,13 @@ type Server struct {
 	closed  bool
 	reaped  bool // the reaper has exited: drop leaves cleanup to Close
 	closing []*serverClient
+
+	// alias says svc keeps no reference to a pushed gradient once Push
+	// returned, so pushes are decoded as views of the mirror area (no copy).
+	alias bool
+	// holdFailed is how long the response to an aliased push that failed
+	// past validation is held back (see handle).
+	holdFailed time.Duration
 
 	// testHook, when set, runs after a request was served and its response
 	// written into the area, before it is sent (tests tear frames with it).
@@ -104,6 +113,12 @@ func NewServer(svc ps.Service, cfg ServerConfig) (*Server, error) {
 		sendFree: make(chan int, serverSends),
 		clients:  make(map[uint32]*serverClient),
 		byNonce:  make(map[uint64]*serverClient),
+		// ps.Server copies what it keeps of a gradient (the sync-mode sum,
+		// a replication op buffered out of order) and forwards it to the
+		// replicas inside the call. Another Service may retain req's
+		// slices, so its pushes get copies.
+		alias:      isPSServer(svc),
+		holdFailed: aliasHold,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
@@ -554,7 +569,21 @@ func (s *Server) handle(c *serverClient, page int) {
 		c.mu.Lock()
 		c.cancels[page] = cancel
 		c.mu.Unlock()
-		kind, body, g = s.serve(ctx, h, buf)
+		var hold bool
+		kind, body, g, hold = s.serve(ctx, h, buf)
+		if hold {
+			// The push's gradients were views of these pages, and it failed
+			// where the service may have been forwarding them (to replicas):
+			// a sender cut off by the context, such as a gRPC stream being
+			// reset, can still be reading them. The client reuses the pages
+			// once the response lands, so hold it back a while.
+			t := time.NewTimer(s.holdFailed)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+			}
+			t.Stop()
+		}
 		if s.ctx.Err() != nil {
 			kind, body, g = respErr, encodeErr(buf[headerSize:], ps.CodeUnavailable, "rdma: server closing"), gap{}
 		}
@@ -590,21 +619,22 @@ func (s *Server) handle(c *serverClient, page int) {
 }
 
 // serve decodes the request in buf, calls the service and encodes the
-// response body into buf, returning its kind and length.
-func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int, gap) {
+// response body into buf, returning its kind and length, the part sent from
+// Go memory, and whether the response must be held back (see handle).
+func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int, gap, bool) {
 	in := buf[headerSize : headerSize+h.body]
 	out := buf[headerSize:]
-	fail := func(err error) (uint32, int, gap) {
+	fail := func(err error) (uint32, int, gap, bool) {
 		code, msg := ps.CodeOf(err), err.Error()
 		if frameLen(errSize(code, msg)) > len(buf) {
 			msg = msg[:max(0, len(buf)-headerSize-trailerSize-8-len(code)-8)]
 		}
-		return respErr, encodeErr(out, code, msg), gap{}
+		return respErr, encodeErr(out, code, msg), gap{}, false
 	}
-	need := func(n int) (uint32, int, gap) {
+	need := func(n int) (uint32, int, gap, bool) {
 		w := writer{b: out}
 		w.u64(uint64(roundPage(frameLen(n))))
-		return respNeed, w.n, gap{}
+		return respNeed, w.n, gap{}, false
 	}
 	switch h.kind {
 	case frameCreate:
@@ -619,45 +649,164 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		if frameLen(versionsSize(resp.Versions)) > len(buf) {
 			return need(versionsSize(resp.Versions))
 		}
-		return respOK, encodeVersions(out, resp.Versions), gap{}
+		return respOK, encodeVersions(out, resp.Versions), gap{}, false
 	case framePull:
 		req, err := decodePull(in)
 		if err != nil {
 			return fail(err)
 		}
+		// The service writes the values straight into this frame, after
+		// the table (decodePull copied all it needs out of the request).
+		a := &frameAlloc{body: out[:len(buf)-headerSize-trailerSize], start: pullTableSize(req)}
+		a.next = a.start
+		req.Alloc = a.alloc
 		resp, err := s.svc.Pull(ctx, req)
 		if err != nil {
 			return fail(err)
 		}
-		if n := pullRespSize(resp); frameLen(n) > len(buf) {
+		kind, n, g, fits := s.pullResp(a, resp)
+		if !fits {
 			return need(n)
 		}
-		skip := -1
-		if s.fab.zeroCopy() {
-			skip = pickGap(len(resp.Parts), func(i int) int { return 4 * len(resp.Parts[i].Values) })
-		}
-		n, g := encodePullRespGap(out, resp, skip)
-		return respOK, n, g
+		return kind, n, g, false
 	case frameProbe:
 		if h.body != 0 {
 			return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: probe with a body"))
 		}
-		return respOK, 0, gap{}
+		return respOK, 0, gap{}, false
 	case framePush:
-		req, err := decodePush(in)
+		req, err := decodePushAlias(in, s.alias)
 		if err != nil {
 			return fail(err)
 		}
 		resp, err := s.svc.Push(ctx, req)
 		if err != nil {
-			return fail(err)
+			kind, n, g, _ := fail(err)
+			return kind, n, g, s.alias && mayStillRead(err)
 		}
 		if frameLen(versionsSize(resp.Versions)) > len(buf) {
 			return need(versionsSize(resp.Versions))
 		}
-		return respOK, encodeVersions(out, resp.Versions), gap{}
+		return respOK, encodeVersions(out, resp.Versions), gap{}, false
 	}
 	return fail(ps.Errorf(ps.ErrInvalidArgument, "rdma: unknown request kind %d", h.kind))
+}
+
+// aliasHold is how long the response to an aliased push that failed past
+// validation is held back: far longer than a gRPC stream takes to drop its
+// queued frames once its context ends (one frame, microseconds).
+const aliasHold = 250 * time.Millisecond
+
+// mayStillRead reports whether a failed Push may have handed its gradients
+// to something that outlives the call: every failure but ps.Server's
+// validation errors, which it returns before forwarding anything.
+func mayStillRead(err error) bool {
+	switch ps.CodeOf(err) {
+	case ps.CodeUnknownVariable, ps.CodeSpecMismatch, ps.CodeShapeMismatch, ps.CodeNonFinite,
+		ps.CodeStale, ps.CodeInvalidArgument, ps.CodeTooLarge:
+		return false
+	}
+	return true
+}
+
+// frameAlloc is a pull's PullRequest.Alloc: it hands out the body space of
+// the response frame after the table, in order, each part's values
+// aligned (alignData); past the frame's end it returns fresh arrays and
+// counts what the frame lacked.
+type frameAlloc struct {
+	body        []byte // the frame's body space
+	start, next int    // [start, next) is handed out
+}
+
+func (a *frameAlloc) alloc(n int) []float32 {
+	off := alignData(a.next)
+	if n <= 0 || off+4*n > len(a.body) {
+		return make([]float32, max(n, 0))
+	}
+	a.next = off + 4*n
+	return unsafe.Slice((*float32)(unsafe.Pointer(&a.body[off])), n)[:n:n]
+}
+
+// at returns the body offset of v when frameAlloc handed it out.
+func (a *frameAlloc) at(v []float32) (int, bool) {
+	if len(v) == 0 || len(a.body) == 0 {
+		return 0, false
+	}
+	base := uintptr(unsafe.Pointer(&a.body[0]))
+	p := uintptr(unsafe.Pointer(&v[0]))
+	if p < base+uintptr(a.start) || p+uintptr(4*len(v)) > base+uintptr(a.next) {
+		return 0, false
+	}
+	return int(p - base), true
+}
+
+// pullResp completes the response body of a pull whose values the service
+// wrote into a's frame where it could: it copies the others after them
+// (or, the largest, leaves it to be sent from Go memory) and writes the
+// table. fits is false, and n the body size needed, when the frame is too
+// small.
+func (s *Server) pullResp(a *frameAlloc, resp *ps.PullResponse) (kind uint32, n int, g gap, fits bool) {
+	table := respTableSize(resp)
+	if table != a.start {
+		// The service answered other parts than asked: values written
+		// into the frame may lie under the table. Lay it out afresh.
+		for i := range resp.Parts {
+			if _, ok := a.at(resp.Parts[i].Values); ok {
+				resp.Parts[i].Values = slices.Clone(resp.Parts[i].Values)
+			}
+		}
+		a.next = a.start
+	}
+	loc := make([]respPart, len(resp.Parts))
+	end := max(a.next, table)
+	var rest []int // parts whose values are elsewhere
+	for i, p := range resp.Parts {
+		loc[i] = respPart{count: len(p.Values), isNil: p.Values == nil}
+		if off, ok := a.at(p.Values); ok {
+			loc[i].off = off
+		} else if len(p.Values) > 0 {
+			rest = append(rest, i)
+		}
+	}
+	skip := -1
+	if s.fab.zeroCopy() {
+		skip = pickGap(len(rest), func(j int) int { return 4 * len(resp.Parts[rest[j]].Values) })
+		if skip >= 0 {
+			skip = rest[skip]
+		}
+	}
+	place := func(i int) {
+		loc[i].off = alignData(end)
+		end = loc[i].off + 4*loc[i].count
+	}
+	for _, i := range rest {
+		if i != skip {
+			place(i)
+		}
+	}
+	if skip >= 0 {
+		place(skip)
+	}
+	if frameLen(end) > len(a.body)+headerSize+trailerSize {
+		return 0, end, gap{}, false
+	}
+	for _, i := range rest {
+		if i == skip {
+			g = gap{off: loc[i].off, data: f32bytes(resp.Parts[i].Values)}
+			continue
+		}
+		copy(a.body[loc[i].off:], f32bytes(resp.Parts[i].Values))
+	}
+	putPullTable(a.body, resp, loc)
+	zeroGaps(a.body[:end], table, loc)
+	return respOK, end, g, true
+}
+
+// isPSServer reports whether svc is a *ps.Server, whose Push keeps no
+// reference to the request's gradients once it returned.
+func isPSServer(svc ps.Service) bool {
+	_, ok := svc.(*ps.Server)
+	return ok
 }
 
 // inflight counts requests being served (tests).
