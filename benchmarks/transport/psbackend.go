@@ -16,7 +16,9 @@ import (
 // per size ("bench/<bytes>", async SGD with a tiny learning rate so that
 // weights stay put), partitioned by flowps's default bounds; a push sends
 // the gradient of every partition in one request (what ps.Client sends to
-// one server), and a pull reads every partition.
+// one server), and a pull reads every partition into one buffer, offering
+// each partition's window as its Dst (what ps.Client does) and copying
+// the values there when the transport returned them elsewhere.
 
 // newPSServer returns the ps.Server every parameter-server backend hosts.
 func newPSServer() (*ps.Server, error) {
@@ -59,13 +61,17 @@ func (c *psClient) prepare(ctx context.Context, size int) (cell, error) {
 	}
 	grad := make([]float32, n)
 	fillFloats(grad, 1)
+	// Pulls land in one buffer, each partition in its window (PullPart.Dst),
+	// as ps.Client pulls a dense variable into the runtime's tensor.
+	dst := make([]float32, n)
 	row := spec.RowSize()
 	push := &ps.PushRequest{ClientID: "bench", Parts: make([]ps.PushPart, len(ranges))}
 	pull := &ps.PullRequest{ClientID: "bench", Parts: make([]ps.PullPart, len(ranges))}
 	for i, r := range ranges {
 		key := ps.PartKey{Var: spec.Name, Index: i}
 		push.Parts[i] = ps.PushPart{Key: key, Grad: grad[r.Start*row : r.End*row]}
-		pull.Parts[i] = ps.PullPart{Key: key}
+		w := dst[r.Start*row : r.End*row : r.End*row]
+		pull.Parts[i] = ps.PullPart{Key: key, Dst: w}
 	}
 	return &funcCell{
 		push: func(ctx context.Context) error {
@@ -86,8 +92,11 @@ func (c *psClient) prepare(ctx context.Context, size int) (cell, error) {
 				return err
 			}
 			got := 0
-			for _, p := range resp.Parts {
+			for i, p := range resp.Parts {
 				got += len(p.Values)
+				if w := pull.Parts[i].Dst; !ps.SameBuffer(p.Values, w) {
+					copy(w, p.Values) // what ps.Client does when a transport ignores Dst
+				}
 			}
 			if got != int(n) {
 				return fmt.Errorf("pull returned %d values, want %d", got, n)
