@@ -84,7 +84,18 @@ type frameOut struct {
 	header proto.Message
 	offset int64
 	data   [][]float32
-	enc    pb.ValueEncoding
+	// bufs, when non-nil, says per piece of data which reference-counted
+	// buffer it lies in (root nil: none), at byte offset off: marshal then
+	// gives gRPC a reference to that window, which keeps the buffer from
+	// its pool until gRPC has written the frame.
+	bufs []frameBuf
+	enc  pb.ValueEncoding
+}
+
+// frameBuf locates a piece of frame data in a reference-counted buffer.
+type frameBuf struct {
+	root mem.Buffer
+	off  int
 }
 
 // valueBytes is the size of one value on the wire in encoding enc.
@@ -139,7 +150,7 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 		*h = b
 		return append(out, mem.NewBuffer(h, sharedPool)), nil
 	}
-	for _, d := range f.data {
+	for i, d := range f.data {
 		if len(d) == 0 {
 			continue
 		}
@@ -147,6 +158,10 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 		if !littleEndian {
 			b = append([]byte(nil), b...)
 			swap32(b)
+		} else if i < len(f.bufs) && f.bufs[i].root != nil {
+			fb := f.bufs[i]
+			out = append(out, fb.root.Slice(fb.off, fb.off+len(b)))
+			continue
 		}
 		out = append(out, mem.SliceBuffer(b))
 	}
@@ -155,18 +170,50 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 
 // frameIn receives the frames of one tensor stream. The first frame's
 // header is decoded into header, then onHeader returns the destination for
-// the concatenated values (and may set enc from the header); each frame's
-// data is copied (or, with enc bf16 or fp16, widened) to dst at next.
+// the concatenated values, as consecutive segments (one backing array, or
+// the callers' own buffers part by part), and may set enc from the header;
+// each frame's data is copied (or, with enc bf16 or fp16, widened) into
+// the segments from value next on.
 type frameIn struct {
 	header    proto.Message
-	onHeader  func() ([]float32, error)
+	onHeader  func() ([][]float32, error)
 	maxHeader int
 	enc       pb.ValueEncoding
 
 	gotHeader bool
 	err       error
-	dst       []float32
+	dst       segments
 	next      int64
+}
+
+// segments is the destination of a tensor stream: the concatenation of
+// segs, total values, filled in order.
+type segments struct {
+	segs  [][]float32
+	total int64
+	i     int // segment being filled
+	off   int // values of it filled
+}
+
+func newSegments(segs [][]float32) segments {
+	d := segments{segs: segs}
+	for _, s := range segs {
+		d.total += int64(len(s))
+	}
+	return d
+}
+
+// take returns the next window of at most n values to fill and marks it
+// filled. The caller checks that n values remain.
+func (d *segments) take(n int) []float32 {
+	for d.off == len(d.segs[d.i]) {
+		d.i, d.off = d.i+1, 0
+	}
+	s := d.segs[d.i]
+	k := min(n, len(s)-d.off)
+	w := s[d.off : d.off+k : d.off+k]
+	d.off += k
+	return w
 }
 
 // errFrame marks malformed tensor frames.
@@ -213,9 +260,11 @@ func (f *frameIn) decode(data mem.BufferSlice) error {
 				return fmt.Errorf("%w: header: %v", errFrame, err)
 			}
 			f.gotHeader = true
-			if f.dst, err = f.onHeader(); err != nil {
+			segs, err := f.onHeader()
+			if err != nil {
 				return err
 			}
+			f.dst = newSegments(segs)
 		case num == fieldOffset && typ == protowire.VarintType:
 			v, err := c.varint()
 			if err != nil {
@@ -235,22 +284,25 @@ func (f *frameIn) decode(data mem.BufferSlice) error {
 				return fmt.Errorf("%w: data at offset %d, want %d", errFrame, offset, f.next)
 			case n%vb != 0:
 				return fmt.Errorf("%w: %d data bytes is not a whole number of %d-byte values", errFrame, n, vb)
-			case int64(n/vb) > int64(len(f.dst))-f.next:
-				return fmt.Errorf("%w: %d values at offset %d overflow the %d announced", errFrame, n/vb, f.next, len(f.dst))
+			case int64(n/vb) > f.dst.total-f.next:
+				return fmt.Errorf("%w: %d values at offset %d overflow the %d announced", errFrame, n/vb, f.next, f.dst.total)
 			}
-			dst := f.dst[f.next : f.next+int64(n/vb)]
-			if vb == 4 {
-				b := f32bytes(dst)
-				if err := c.read(b); err != nil {
+			for left := n / vb; left > 0; {
+				dst := f.dst.take(left)
+				if vb == 4 {
+					b := f32bytes(dst)
+					if err := c.read(b); err != nil {
+						return err
+					}
+					if !littleEndian {
+						swap32(b)
+					}
+				} else if err := c.widen16(dst, f.enc); err != nil {
 					return err
 				}
-				if !littleEndian {
-					swap32(b)
-				}
-			} else if err := c.widen16(dst, f.enc); err != nil {
-				return err
+				left -= len(dst)
+				f.next += int64(len(dst))
 			}
-			f.next += int64(n / vb)
 			offset = f.next
 		default:
 			if err := c.skip(typ); err != nil {

@@ -1,6 +1,7 @@
 package grpctransport
 
 import (
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowps/flowps/ps"
@@ -137,29 +138,55 @@ func pullHeader(resp *ps.PullResponse) (*pb.PullHeader, [][]float32) {
 	return h, vals
 }
 
-// pullFromHeader builds the response a header announces, with every part's
-// Values a window of one backing array of the total size, which it returns
-// for the frames to fill.
-func pullFromHeader(h *pb.PullHeader, maxBytes int64) (*ps.PullResponse, []float32, error) {
-	total, err := totalValues(len(h.GetParts()), func(i int) int64 { return h.Parts[i].GetNumValues() }, maxBytes)
-	if err != nil {
+// pullFromHeader builds the response a header announces and returns the
+// segments the frames fill, in order. A part whose request part (same
+// index in req, which may be nil) has a Dst of the announced length gets
+// Dst itself as Values, so the frames decode straight into the caller's
+// buffer; every other part's Values is a window of one backing array
+// allocated for them.
+func pullFromHeader(h *pb.PullHeader, maxBytes int64, req *ps.PullRequest) (*ps.PullResponse, [][]float32, error) {
+	parts := h.GetParts()
+	if _, err := totalValues(len(parts), func(i int) int64 { return parts[i].GetNumValues() }, maxBytes); err != nil {
 		return nil, nil, err
 	}
-	backing := make([]float32, total)
-	resp := &ps.PullResponse{}
-	if len(h.GetParts()) > 0 {
-		resp.Parts = make([]ps.PartValues, len(h.Parts))
-	}
-	var at int64
-	for i, p := range h.GetParts() {
-		n := p.GetNumValues()
-		resp.Parts[i] = ps.PartValues{Key: keyFromPB(p.GetKey()), Version: p.GetVersion()}
-		if p.GetHasValues() {
-			resp.Parts[i].Values = backing[at : at+n : at+n]
+	dst := func(i int) []float32 {
+		if req == nil || i >= len(req.Parts) || !parts[i].GetHasValues() {
+			return nil
 		}
-		at += n
+		if d := req.Parts[i].Dst; d != nil && int64(len(d)) == parts[i].GetNumValues() {
+			return d
+		}
+		return nil
 	}
-	return resp, backing, nil
+	var rest int64
+	for i, p := range parts {
+		if dst(i) == nil {
+			rest += p.GetNumValues()
+		}
+	}
+	backing := make([]float32, rest)
+	resp := &ps.PullResponse{}
+	if len(parts) > 0 {
+		resp.Parts = make([]ps.PartValues, len(parts))
+	}
+	segs := make([][]float32, 0, len(parts))
+	var at int64
+	for i, p := range parts {
+		resp.Parts[i] = ps.PartValues{Key: keyFromPB(p.GetKey()), Version: p.GetVersion()}
+		v := dst(i)
+		if v == nil {
+			n := p.GetNumValues()
+			v = backing[at : at+n : at+n]
+			at += n
+		}
+		if p.GetHasValues() {
+			resp.Parts[i].Values = v
+		}
+		if len(v) > 0 {
+			segs = append(segs, v)
+		}
+	}
+	return resp, segs, nil
 }
 
 // pushHeader describes req's parts and returns their gradients in order.
@@ -225,16 +252,25 @@ func totalValues(n int, size func(int) int64, maxBytes int64) (int64, error) {
 
 // sendFrames splits the concatenation of vals into frames of at most chunk
 // elements and passes them to send in order; the first frame carries
-// header. It always sends at least one frame.
-func sendFrames(header proto.Message, vals [][]float32, chunk int, send func(*frameOut) error) error {
+// header. It always sends at least one frame. roots, when non-nil, holds
+// per part the reference-counted buffer its values are (or nil): frames
+// then hand gRPC references to it instead of bare views.
+func sendFrames(header proto.Message, vals [][]float32, roots []mem.Buffer, chunk int, send func(*frameOut) error) error {
 	f := &frameOut{header: header}
 	room := chunk
 	var offset int64
-	for _, v := range vals {
-		for len(v) > 0 {
-			k := min(room, len(v))
-			f.data = append(f.data, v[:k])
-			v = v[k:]
+	for i, v := range vals {
+		var root mem.Buffer
+		if i < len(roots) {
+			root = roots[i]
+		}
+		for at := 0; at < len(v); {
+			k := min(room, len(v)-at)
+			f.data = append(f.data, v[at:at+k])
+			if roots != nil {
+				f.bufs = append(f.bufs, frameBuf{root, 4 * at})
+			}
+			at += k
 			room -= k
 			offset += int64(k)
 			if room == 0 {

@@ -225,10 +225,10 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 	}
 	var resp *ps.PullResponse
 	in := &frameIn{header: &pb.PullHeader{}, maxHeader: c.d.c.maxMessageBytes}
-	in.onHeader = func() ([]float32, error) {
-		r, backing, err := pullFromHeader(in.header.(*pb.PullHeader), c.d.c.maxTensorBytes)
+	in.onHeader = func() ([][]float32, error) {
+		r, segs, err := pullFromHeader(in.header.(*pb.PullHeader), c.d.c.maxTensorBytes, req)
 		resp = r
-		return backing, err
+		return segs, err
 	}
 	for {
 		err := stream.RecvMsg(in)
@@ -245,8 +245,8 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 	if !in.gotHeader {
 		return nil, fmt.Errorf("grpc pull %s: response without header", c.p.addr)
 	}
-	if in.next != int64(len(in.dst)) {
-		return nil, fmt.Errorf("grpc pull %s: response ended after %d of %d values", c.p.addr, in.next, len(in.dst))
+	if in.next != in.dst.total {
+		return nil, fmt.Errorf("grpc pull %s: response ended after %d of %d values", c.p.addr, in.next, in.dst.total)
 	}
 	return resp, nil
 }
@@ -276,7 +276,7 @@ func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushRespons
 	if err != nil {
 		return nil, c.fail(ctx, "push", err)
 	}
-	err = sendFrames(header, vals, c.d.pushElems, func(f *frameOut) error {
+	err = sendFrames(header, vals, nil, c.d.pushElems, func(f *frameOut) error {
 		f.enc = c.d.enc
 		return stream.SendMsg(f)
 	})

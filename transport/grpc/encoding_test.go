@@ -86,9 +86,10 @@ func TestEncodedFramesSplitAnywhere(t *testing.T) {
 				split = append(split, mem.SliceBuffer(flat[i:min(i+stride, len(flat))]))
 			}
 			in := &frameIn{header: &pb.PushHeader{}}
-			in.onHeader = func() ([]float32, error) {
+			dst := make([]float32, len(g))
+			in.onHeader = func() ([][]float32, error) {
 				in.enc = in.header.(*pb.PushHeader).GetEncoding()
-				return make([]float32, len(g)), nil
+				return [][]float32{dst}, nil
 			}
 			if err := in.unmarshal(split); err != nil || in.err != nil {
 				t.Fatal(err, in.err)
@@ -96,8 +97,8 @@ func TestEncodedFramesSplitAnywhere(t *testing.T) {
 			if in.next != int64(len(g)) {
 				t.Fatalf("%s stride %d: decoded %d of %d values", name, stride, in.next, len(g))
 			}
-			if i := sameBits(in.dst, want); i >= 0 {
-				t.Fatalf("%s stride %d: value %d is %v, want %v (sent %v)", name, stride, i, in.dst[i], want[i], g[i])
+			if i := sameBits(dst, want); i >= 0 {
+				t.Fatalf("%s stride %d: value %d is %v, want %v (sent %v)", name, stride, i, dst[i], want[i], g[i])
 			}
 		}
 	}

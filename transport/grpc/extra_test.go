@@ -270,12 +270,14 @@ func TestFrameEncodingIsProtobuf(t *testing.T) {
 		split = append(split, mem.SliceBuffer(wire[i:min(i+3, len(wire))]))
 	}
 	in := &frameIn{header: &pb.PullHeader{}}
-	in.onHeader = func() ([]float32, error) { return make([]float32, 5), nil }
+	// Into two segments, as a pull decodes into the caller's buffers.
+	a, b := make([]float32, 2), make([]float32, 3)
+	in.onHeader = func() ([][]float32, error) { return [][]float32{a, b}, nil }
 	if err := in.unmarshal(split); err != nil || in.err != nil {
 		t.Fatal(err, in.err)
 	}
-	if in.next != 5 || in.dst[4] != 5 || in.dst[0] != 1 {
-		t.Errorf("decoded %v (next %d)", in.dst, in.next)
+	if in.next != 5 || a[0] != 1 || a[1] != 2 || b[0] != 3 || b[2] != 5 {
+		t.Errorf("decoded %v %v (next %d)", a, b, in.next)
 	}
 }
 
@@ -299,13 +301,13 @@ func FuzzFrameDecode(f *testing.F) {
 			bs = append(bs, mem.SliceBuffer(data[i:min(i+split, len(data))]))
 		}
 		in := &frameIn{header: &pb.PushHeader{}, maxHeader: 1 << 16}
-		in.onHeader = func() ([]float32, error) {
+		in.onHeader = func() ([][]float32, error) {
 			// As handler.Push: any encoding the header names, checked.
 			if in.enc = in.header.(*pb.PushHeader).GetEncoding(); in.enc < 0 || in.enc > pb.ValueEncoding_VALUE_ENCODING_FP16 {
 				return nil, ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", int32(in.enc))
 			}
 			_, backing, err := pushFromHeader(in.header.(*pb.PushHeader), 1<<20)
-			return backing, err
+			return [][]float32{backing}, err
 		}
 		if err := in.unmarshal(bs); err != nil {
 			t.Fatalf("unmarshal returned %v; errors belong in frameIn.err", err)

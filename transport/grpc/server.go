@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 )
 
@@ -133,7 +134,16 @@ func (h *handler) Create(ctx context.Context, req *pb.CreateRequest) (*pb.Create
 }
 
 func (h *handler) Pull(req *pb.PullRequest, stream grpc.ServerStreamingServer[pb.PullFrame]) error {
-	resp, err := h.s.svc.Pull(stream.Context(), pullFromPB(req))
+	preq := pullFromPB(req)
+	// A ps.Server copies each part once, into pooled arrays that the
+	// frames are sent from; another Service may keep what Alloc gave it,
+	// so it allocates its own.
+	var bufs pullBuffers
+	defer bufs.release()
+	if h.s.recycle {
+		preq.Alloc = bufs.alloc
+	}
+	resp, err := h.s.svc.Pull(stream.Context(), preq)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -141,8 +151,20 @@ func (h *handler) Pull(req *pb.PullRequest, stream grpc.ServerStreamingServer[pb
 		return status.Error(codes.Internal, "service returned no response")
 	}
 	header, vals := pullHeader(resp)
-	return sendFrames(header, vals, h.s.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
+	roots := make([]mem.Buffer, len(vals))
+	for i, v := range vals {
+		roots[i] = bufs.rootOf(v)
+	}
+	err = sendFrames(header, vals, roots, h.s.c.chunkElems, func(f *frameOut) error { return stream.SendMsg(f) })
+	if testHookPullSent != nil {
+		testHookPullSent()
+	}
+	return err
 }
+
+// testHookPullSent, when set by a test, runs in the Pull handler after
+// its last SendMsg returned.
+var testHookPullSent func()
 
 func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushResponse]) error {
 	var (
@@ -151,7 +173,7 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 		pooled  bool
 	)
 	in := &frameIn{header: &pb.PushHeader{}, maxHeader: h.s.c.maxMessageBytes}
-	in.onHeader = func() ([]float32, error) {
+	in.onHeader = func() ([][]float32, error) {
 		alloc := func(n int) []float32 { return make([]float32, n) }
 		if h.s.recycle {
 			alloc = func(n int) []float32 {
@@ -168,7 +190,7 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 		}
 		r, b, err := pushFromHeaderAlloc(hdr, h.s.c.maxTensorBytes, alloc)
 		req, backing = r, b
-		return b, err
+		return [][]float32{b}, err
 	}
 	// Before svc.Push is called nobody else has seen backing; after, only
 	// a successful Push of a service known not to retain it (s.recycle)
@@ -197,9 +219,9 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 	if !in.gotHeader {
 		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream without header"))
 	}
-	if in.next != int64(len(in.dst)) {
+	if in.next != in.dst.total {
 		recycle()
-		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream ended after %d of %d values", in.next, len(in.dst)))
+		return toStatus(ps.Errorf(ps.ErrInvalidArgument, "push stream ended after %d of %d values", in.next, in.dst.total))
 	}
 	resp, err := h.s.svc.Push(stream.Context(), req)
 	if err != nil {
