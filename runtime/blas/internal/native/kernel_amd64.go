@@ -16,12 +16,13 @@ var Why = func() string {
 	return "CPU lacks AVX2+FMA"
 }()
 
-// kernel6x16 computes C[0:6,0:16] = alpha·A·B + beta·C for a kc×6 packed A
-// micro-panel and a kc×16 packed B micro-panel; C has row stride ldc.
+// kernel6x16 computes C[0:6,0:16] = alpha·A·B + beta·C for an A
+// micro-panel of kc groups of 6 floats, astride floats apart (6 when
+// packed), and a kc×16 packed B micro-panel; C has row stride ldc.
 // beta == 0 does not read C. Implemented in kernel_amd64.s.
 //
 //go:noescape
-func kernel6x16(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func kernel6x16(kc int, a *float32, astride int, b, c *float32, ldc int, alpha, beta float32)
 
 // Packing helpers, in pack_amd64.s; the caller checks the bounds.
 
@@ -35,12 +36,13 @@ func interleave4(kc int, src *float32, ld int, dst *float32, stride int)
 //go:noescape
 func interleave2(kc int, src *float32, ld int, dst *float32, stride int)
 
-// copy16 sets dst[p*16+j] = src[p*ld+j] for j < 16, p < kc.
-//
-//go:noescape
-func copy16(kc int, src *float32, ld int, dst *float32)
-
 // copy6 sets dst[p*6+j] = src[p*ld+j] for j < 6, p < kc.
 //
 //go:noescape
 func copy6(kc int, src *float32, ld int, dst *float32)
+
+// copyRows16 sets dst[q*pstride+p*16+j] = src[p*ld+q*16+j] for j < 16,
+// q < np, p < kc.
+//
+//go:noescape
+func copyRows16(kc int, src *float32, ld int, dst *float32, np, pstride int)

@@ -4,30 +4,32 @@
 
 // The 6×16 float32 micro-kernel: twelve YMM accumulators (Y0–Y11, two per
 // row of the tile) take one rank-1 update per k step from a broadcast
-// element of the packed A micro-panel (6 floats per k) and two vectors of
-// the packed B micro-panel (16 floats per k). Y12/Y13 hold B, Y14/Y15 the
+// element of the A micro-panel (6 adjacent floats per k, astride floats
+// apart: packed, or a transposed A read in place) and two vectors of the
+// packed B micro-panel (16 floats per k). Y12/Y13 hold B, Y14/Y15 the
 // broadcasts, so the loop needs no spills.
 
-// STEP is one k step; ao and bo are the byte offsets of its A and B data.
-#define STEP(ao, bo) \
+// STEP is one k step; bo is the byte offset of its B data. It advances
+// the A pointer SI by the A stride R11.
+#define STEP(bo) \
 	VMOVUPS      bo(DI), Y12; \
 	VMOVUPS      bo+32(DI), Y13; \
-	VBROADCASTSS ao(SI), Y14; \
+	VBROADCASTSS (SI), Y14; \
 	VFMADD231PS  Y12, Y14, Y0; \
 	VFMADD231PS  Y13, Y14, Y1; \
-	VBROADCASTSS ao+4(SI), Y15; \
+	VBROADCASTSS 4(SI), Y15; \
 	VFMADD231PS  Y12, Y15, Y2; \
 	VFMADD231PS  Y13, Y15, Y3; \
-	VBROADCASTSS ao+8(SI), Y14; \
+	VBROADCASTSS 8(SI), Y14; \
 	VFMADD231PS  Y12, Y14, Y4; \
 	VFMADD231PS  Y13, Y14, Y5; \
-	VBROADCASTSS ao+12(SI), Y15; \
+	VBROADCASTSS 12(SI), Y15; \
 	VFMADD231PS  Y12, Y15, Y6; \
 	VFMADD231PS  Y13, Y15, Y7; \
-	VBROADCASTSS ao+16(SI), Y14; \
+	VBROADCASTSS 16(SI), Y14; \
 	VFMADD231PS  Y12, Y14, Y8; \
 	VFMADD231PS  Y13, Y14, Y9; \
-	VBROADCASTSS ao+20(SI), Y15; \
+	VBROADCASTSS 20(SI), Y15; \
 	VFMADD231PS  Y12, Y15, Y10; \
 	VFMADD231PS  Y13, Y15, Y11
 
@@ -45,17 +47,19 @@
 	VMOVUPS r1, 32(DX); \
 	ADDQ    R8, DX
 
-// func kernel6x16(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+// func kernel6x16(kc int, a *float32, astride int, b, c *float32, ldc int, alpha, beta float32)
 //
-// C[0:6, 0:16] = alpha·A·B + beta·C, with A packed as kc×6 (k-major), B
-// as kc×16, C row-major with row stride ldc (elements). beta == 0 (either
-// sign) does not read C.
-TEXT ·kernel6x16(SB), NOSPLIT, $0-48
+// C[0:6, 0:16] = alpha·A·B + beta·C, with A as kc groups of 6 floats
+// astride floats apart (6 when packed), B packed as kc×16, C row-major
+// with row stride ldc (elements). beta == 0 (either sign) does not read C.
+TEXT ·kernel6x16(SB), NOSPLIT, $0-56
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ astride+16(FP), R11
+	SHLQ $2, R11
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
 
 	VXORPS Y0, Y0, Y0
@@ -95,11 +99,14 @@ TEXT ·kernel6x16(SB), NOSPLIT, $0-48
 	JLT  tail
 
 loop4:
-	STEP(0, 0)
-	STEP(24, 64)
-	STEP(48, 128)
-	STEP(72, 192)
-	ADDQ $96, SI
+	STEP(0)
+	ADDQ R11, SI
+	STEP(64)
+	ADDQ R11, SI
+	STEP(128)
+	ADDQ R11, SI
+	STEP(192)
+	ADDQ R11, SI
 	ADDQ $256, DI
 	SUBQ $4, CX
 	CMPQ CX, $4
@@ -110,14 +117,14 @@ tail:
 	JEQ   done
 
 loop1:
-	STEP(0, 0)
-	ADDQ $24, SI
+	STEP(0)
+	ADDQ R11, SI
 	ADDQ $64, DI
 	DECQ CX
 	JNE  loop1
 
 done:
-	VBROADCASTSS alpha+40(FP), Y12
+	VBROADCASTSS alpha+48(FP), Y12
 	VMULPS       Y12, Y0, Y0
 	VMULPS       Y12, Y1, Y1
 	VMULPS       Y12, Y2, Y2
@@ -131,11 +138,11 @@ done:
 	VMULPS       Y12, Y10, Y10
 	VMULPS       Y12, Y11, Y11
 
-	MOVL  beta+44(FP), AX
+	MOVL  beta+52(FP), AX
 	TESTL $0x7fffffff, AX
 	JEQ   nobeta
 
-	VBROADCASTSS beta+44(FP), Y13
+	VBROADCASTSS beta+52(FP), Y13
 	ROWBETA(Y0, Y1)
 	ROWBETA(Y2, Y3)
 	ROWBETA(Y4, Y5)

@@ -12,7 +12,7 @@ func BenchmarkKernel(b *testing.B) {
 		b.Run("kc="+itoa(kc), func(b *testing.B) {
 			a, bb, c := make([]float32, kc*mr), make([]float32, kc*nr), make([]float32, mr*nr)
 			for b.Loop() {
-				kernel6x16(kc, &a[0], &bb[0], &c[0], nr, 1, 1)
+				kernel6x16(kc, &a[0], mr, &bb[0], &c[0], nr, 1, 1)
 			}
 			b.ReportMetric(2*float64(mr*nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})

@@ -23,6 +23,15 @@ import "sync"
 // Block sizes are balanced (k = 784 runs as 4×196, not 3×256+16) so no
 // block is a sliver. Packing pads partial panels with zeros; tiles that
 // stick out of C are computed into a 6×16 scratch tile and merged.
+//
+// Two departures from the textbook loop, both measured: an untransposed B
+// is packed row by row (one sequential sweep over each row of b feeds all
+// panels; per panel it was a column strip of lines ldb apart, which cost
+// 21 -> 25 GFLOPS at 32×512×3136), and a transposed A is read in place
+// when there is a single B panel (n ≤ 16), since its micro-panels are
+// then used once and packing them only adds a copy (128×10×128: 14 -> 17
+// GFLOPS). In place is not used for more panels: with lda a multiple of
+// 1024 the strided rows alias in L1 (1024³ transA fell from 33 to 21).
 const (
 	mr    = 6
 	nr    = 16
@@ -83,28 +92,52 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 			}
 			for ic := 0; ic < m; ic += mc {
 				mcur := min(mc, m-ic)
-				packA(tA, a, lda, ic, mcur, pc, kcur, ws.a)
-				macroKernel(ws, mcur, ncur, kcur, alpha, bet, c[ic*ldc+jc:], ldc)
+				var ad []float32
+				if tA && ncur <= nr {
+					// One B panel: each A micro-panel is used once, so
+					// packing it would only add a copy. op(A) is a's
+					// columns, and row p of a holds the 6 floats of a
+					// micro-panel's step p, so the kernel reads them in
+					// place; only a short last panel is packed.
+					ad = a[pc*lda+ic:]
+					if full := mcur / mr * mr; full < mcur {
+						packA(tA, a, lda, ic+full, mcur-full, pc, kcur, ws.a)
+					}
+				} else {
+					packA(tA, a, lda, ic, mcur, pc, kcur, ws.a)
+				}
+				macroKernel(ws, ad, lda, mcur, ncur, kcur, alpha, bet, c[ic*ldc+jc:], ldc)
 			}
 		}
 	}
 	wsPool.Put(ws)
 }
 
-// macroKernel multiplies the packed blocks ws.a (mc×kc) and ws.b (kc×nc)
-// into C (starting at its top-left element) as alpha·A·B + beta·C.
-func macroKernel(ws *workspace, mc, nc, kc int, alpha, beta float32, c []float32, ldc int) {
+// macroKernel multiplies the A block (mc×kc: packed in ws.a, or, when ad
+// is not nil, read in place from ad with row stride lda) and the packed
+// B block ws.b (kc×nc) into C (starting at its top-left element) as
+// alpha·A·B + beta·C.
+func macroKernel(ws *workspace, ad []float32, lda, mc, nc, kc int, alpha, beta float32, c []float32, ldc int) {
 	for jr := 0; jr < nc; jr += nr {
 		nrc := min(nr, nc-jr)
 		bp := &ws.b[jr*kc]
 		for ir := 0; ir < mc; ir += mr {
 			mrc := min(mr, mc-ir)
-			ap := &ws.a[ir*kc]
+			var ap *float32
+			as := mr
+			switch {
+			case ad == nil:
+				ap = &ws.a[ir*kc]
+			case mrc == mr:
+				ap, as = &ad[ir], lda
+			default:
+				ap = &ws.a[0] // the short last panel, packed
+			}
 			if mrc == mr && nrc == nr {
-				kernel6x16(kc, ap, bp, &c[ir*ldc+jr], ldc, alpha, beta)
+				kernel6x16(kc, ap, as, bp, &c[ir*ldc+jr], ldc, alpha, beta)
 				continue
 			}
-			kernel6x16(kc, ap, bp, &ws.t[0], nr, alpha, 0)
+			kernel6x16(kc, ap, as, bp, &ws.t[0], nr, alpha, 0)
 			for i := 0; i < mrc; i++ {
 				row := c[(ir+i)*ldc+jr:][:nrc]
 				t := ws.t[i*nr:][:nrc]
@@ -160,16 +193,22 @@ func packA(tA bool, a []float32, lda, i0, mc, p0, kc int, dst []float32) {
 // with the nr elements of one k adjacent; a narrow last panel is padded
 // with zeros.
 func packB(tB bool, b []float32, ldb, p0, kc, j0, nc int, dst []float32) {
+	if !tB && nc >= nr {
+		// Full panels row by row: each row of b is read in one sweep.
+		np := nc / nr
+		copyRows16(kc, &b[p0*ldb+j0], ldb, &dst[0], np, nr*kc)
+		if np*nr == nc {
+			return
+		}
+		packB(tB, b, ldb, p0, kc, j0+np*nr, nc-np*nr, dst[np*nr*kc:])
+		return
+	}
 	for jr := 0; jr < nc; jr += nr {
 		d := dst[jr*kc : jr*kc+nr*kc]
 		cols := min(nr, nc-jr)
 		j := j0 + jr
 		if !tB {
-			// op(B)[p][j] = b[p*ldb+j]: nr contiguous floats per k.
-			if cols == nr {
-				copy16(kc, &b[p0*ldb+j], ldb, &d[0])
-				continue
-			}
+			// op(B)[p][j] = b[p*ldb+j]; full panels went to copyRows16.
 			for p := 0; p < kc; p++ {
 				q := d[p*nr : p*nr+nr]
 				copy(q, b[(p0+p)*ldb+j:(p0+p)*ldb+j+cols])

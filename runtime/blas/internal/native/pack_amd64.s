@@ -117,35 +117,6 @@ loop2x1:
 done2:
 	RET
 
-// func copy16(kc int, src *float32, ld int, dst *float32)
-//
-// dst[p*16+j] = src[p*ld+j] for j < 16, p < kc.
-TEXT ·copy16(SB), NOSPLIT, $0-32
-	MOVQ kc+0(FP), CX
-	MOVQ src+8(FP), SI
-	MOVQ ld+16(FP), R8
-	MOVQ dst+24(FP), DI
-	SHLQ $2, R8
-	TESTQ CX, CX
-	JEQ  done16
-
-loop16:
-	VMOVUPS (SI), X0
-	VMOVUPS 16(SI), X1
-	VMOVUPS 32(SI), X2
-	VMOVUPS 48(SI), X3
-	VMOVUPS X0, (DI)
-	VMOVUPS X1, 16(DI)
-	VMOVUPS X2, 32(DI)
-	VMOVUPS X3, 48(DI)
-	ADDQ    R8, SI
-	ADDQ    $64, DI
-	DECQ    CX
-	JNE     loop16
-
-done16:
-	RET
-
 // func copy6(kc int, src *float32, ld int, dst *float32)
 //
 // dst[p*6+j] = src[p*ld+j] for j < 6, p < kc.
@@ -170,3 +141,49 @@ loop6:
 
 done6:
 	RET
+
+// func copyRows16(kc int, src *float32, ld int, dst *float32, np, pstride int)
+//
+// dst[q*pstride+p*16+j] = src[p*ld+q*16+j] for j < 16, q < np, p < kc:
+// np 16-wide panels packed row by row, so src is read sequentially.
+TEXT ·copyRows16(SB), NOSPLIT, $0-48
+	MOVQ kc+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R8
+	MOVQ dst+24(FP), DI
+	MOVQ np+32(FP), R10
+	MOVQ pstride+40(FP), R11
+	SHLQ $2, R8
+	SHLQ $2, R11
+	TESTQ CX, CX
+	JEQ  donerows
+	TESTQ R10, R10
+	JEQ  donerows
+
+rowloop:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, DX
+
+panelloop:
+	VMOVUPS (AX), X0
+	VMOVUPS 16(AX), X1
+	VMOVUPS 32(AX), X2
+	VMOVUPS 48(AX), X3
+	VMOVUPS X0, (BX)
+	VMOVUPS X1, 16(BX)
+	VMOVUPS X2, 32(BX)
+	VMOVUPS X3, 48(BX)
+	ADDQ    $64, AX
+	ADDQ    R11, BX
+	DECQ    DX
+	JNE     panelloop
+
+	ADDQ R8, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNE  rowloop
+
+donerows:
+	RET
+
