@@ -232,6 +232,17 @@ type PullOp struct {
 type PullOptions struct {
 	// Clock is the worker's SSP clock (SSP variables only).
 	Clock int64
+	// Stats, when non-nil, receives what the call measured.
+	Stats *PullStats
+}
+
+// PullStats describes one PullMany call.
+type PullStats struct {
+	// Waited is the longest time one server held its share of the call
+	// waiting for versions (the sync barrier) or the SSP bound, as the
+	// servers report it (PullResponse.Waited); the servers wait in
+	// parallel. The rest of the call's time is transfer and overhead.
+	Waited time.Duration
 }
 
 // PushOp sends one gradient: for the whole variable when Rows is nil
@@ -347,7 +358,10 @@ func (c *Client) PullMany(ctx context.Context, ops []PullOp, opt PullOptions) ([
 	for i := range versions {
 		versions[i] = -1
 	}
-	var vmu sync.Mutex
+	var vmu sync.Mutex // guards versions and opt.Stats
+	if opt.Stats != nil {
+		*opt.Stats = PullStats{}
+	}
 	idx := make([]int, len(pieces))
 	for i := range idx {
 		idx[i] = i
@@ -367,6 +381,11 @@ func (c *Client) PullMany(ctx context.Context, ops []PullOp, opt PullOptions) ([
 			resp, err := svc.Pull(ctx, req)
 			if err != nil {
 				return nil, err
+			}
+			if opt.Stats != nil {
+				vmu.Lock()
+				opt.Stats.Waited = max(opt.Stats.Waited, resp.Waited)
+				vmu.Unlock()
 			}
 			if len(resp.Parts) != len(group) {
 				return nil, Errorf(ErrInvalidArgument, "pull: server answered %d parts, asked %d", len(resp.Parts), len(group))

@@ -390,3 +390,50 @@ func TestClientPlacementFollowsViewChanges(t *testing.T) {
 		t.Errorf("pushes: %d to the old address, %d to the new; want 1 and 1", o, n)
 	}
 }
+
+// PullStats.Waited is the time the server held the pull at the sync
+// barrier: zero when the version is there, and within the call's duration
+// when the pull waited for another worker's gradient.
+func TestClientPullStatsReportServerWait(t *testing.T) {
+	ctx := context.Background()
+	srv, err := NewServer(ServerConfig{ID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := NewClient(ClientConfig{Members: StaticMembers{{ID: "a", Role: sharding.RolePS, Addr: "a"}}, Dialer: DirectDialer{"a": srv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := VariableSpec{Name: "w", Shape: []int64{4}, Optimizer: OptimizerSpec{LR: 1}, Consistency: Consistency{Mode: Sync, Workers: 1}}
+	if err := c.CreateVariable(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, 4)
+	st := PullStats{Waited: -1}
+	if _, err := c.PullMany(ctx, []PullOp{{Var: "w", Dst: dst}}, PullOptions{Stats: &st}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Waited != 0 {
+		t.Errorf("pull of a ready version: Waited %v, want 0", st.Waited)
+	}
+	done := make(chan time.Duration, 1)
+	go func() {
+		t0 := time.Now()
+		_, err := c.PullMany(ctx, []PullOp{{Var: "w", Dst: dst, MinVersion: 1}}, PullOptions{Stats: &st})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- time.Since(t0)
+	}()
+	for srv.Stats().StalenessWaits == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Push(ctx, "w", []float32{1, 1, 1, 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	call := <-done
+	if st.Waited <= 0 || st.Waited > call {
+		t.Errorf("pull that waited for version 1: Waited %v, want in (0, %v]", st.Waited, call)
+	}
+}

@@ -508,28 +508,32 @@ func (s *Server) pull(ctx context.Context, req *PullRequest) (*PullResponse, err
 	resp := &PullResponse{Parts: make([]PartValues, len(req.Parts))}
 	var bytes uint64
 	for i, pp := range req.Parts {
-		pv, err := s.pullPart(ctx, parts[i], req, pp)
+		pv, waited, err := s.pullPart(ctx, parts[i], req, pp)
 		if err != nil {
 			return nil, err
 		}
 		resp.Parts[i] = pv
+		resp.Waited += waited
 		bytes += 4 * uint64(len(pv.Values))
 	}
 	s.st.bytesOut.Add(bytes)
 	return resp, nil
 }
 
-func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, pp PullPart) (PartValues, error) {
+// pullPart reads one part, after waiting as its consistency mode says;
+// it returns how long it waited.
+func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, pp PullPart) (PartValues, time.Duration, error) {
 	id := WaitID(s.waitID.Add(1))
 	p.mu.Lock()
 	if s.repl != nil && !p.active {
 		p.mu.Unlock()
-		return PartValues{}, Errorf(ErrNotOwner, "pull %s on %s: no longer the primary", p.key, s.cfg.ID)
+		return PartValues{}, 0, Errorf(ErrNotOwner, "pull %s on %s: no longer the primary", p.key, s.cfg.ID)
 	}
+	var waited time.Duration
 	ready, err := p.cm.Pull(id, req.Worker, req.Clock, pp.MinVersion)
 	if err != nil {
 		p.mu.Unlock()
-		return PartValues{}, fmt.Errorf("pull %s on %s: %w", p.key, s.cfg.ID, err)
+		return PartValues{}, 0, fmt.Errorf("pull %s on %s: %w", p.key, s.cfg.ID, err)
 	}
 	if !ready {
 		ch := make(chan struct{})
@@ -548,7 +552,8 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 		case <-demoted:
 			werr = Errorf(ErrNotOwner, "no longer the primary")
 		}
-		s.st.waitNanos.Add(uint64(time.Since(start)))
+		waited = time.Since(start)
+		s.st.waitNanos.Add(uint64(waited))
 		p.mu.Lock()
 		if werr != nil {
 			select {
@@ -562,7 +567,7 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 		if werr != nil {
 			v := p.cm.Version()
 			p.mu.Unlock()
-			return PartValues{}, fmt.Errorf("pull %s on %s waiting for version %d (at %d), clock %d: %w", p.key, s.cfg.ID, pp.MinVersion, v, req.Clock, werr)
+			return PartValues{}, 0, fmt.Errorf("pull %s on %s waiting for version %d (at %d), clock %d: %w", p.key, s.cfg.ID, pp.MinVersion, v, req.Clock, werr)
 		}
 	}
 	pv := PartValues{Key: p.key, Version: p.cm.Version()}
@@ -574,7 +579,7 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 	out, err := pullBuffer(pp, req.Alloc, n)
 	if err != nil {
 		p.mu.Unlock()
-		return PartValues{}, fmt.Errorf("pull %s on %s: %w", p.key, s.cfg.ID, err)
+		return PartValues{}, 0, fmt.Errorf("pull %s on %s: %w", p.key, s.cfg.ID, err)
 	}
 	if pp.Rows == nil {
 		copy(out, p.values)
@@ -585,7 +590,7 @@ func (s *Server) pullPart(ctx context.Context, p *partition, req *PullRequest, p
 	}
 	pv.Values = out
 	p.mu.Unlock()
-	return pv, nil
+	return pv, waited, nil
 }
 
 // pullBuffer returns where a part's n values go: the part's Dst, else a

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/flowps/flowps/sharding"
 	"strconv"
+	"time"
 )
 
 // InitKind names a variable initializer.
@@ -258,6 +259,12 @@ func SameBuffer(a, b []float32) bool {
 // PullResponse holds the partitions a PullRequest asked for, in its order.
 type PullResponse struct {
 	Parts []PartValues
+	// Waited is how long the server held the request before reading it:
+	// waiting for parts to reach MinVersion (the sync barrier) or for the
+	// SSP bound, summed over the parts (a server waits for them one after
+	// another). Transports carry it; zero means no wait, or a transport
+	// that does not report it.
+	Waited time.Duration
 }
 
 // PushPart carries a gradient for one partition. Rows, when non-nil, are

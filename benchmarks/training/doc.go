@@ -49,9 +49,10 @@
 //     includes the trainers' data loading and test-set evaluation;
 //   - compute / pull / push / wait: where a trainer's train time goes, as
 //     a percentage of train_seconds (cmd/trainer: train = compute + pull +
-//     wait). Push is the summed time inside push calls, which overlap
-//     backprop and each other, so it is not part of the sum and can
-//     exceed 100%.
+//     wait; wait is the part of the steps' pulls the servers held at the
+//     sync barrier, as they report it). Push is the summed time inside
+//     push calls, which overlap backprop and each other, so it is not part
+//     of the sum and can exceed 100%.
 //
 // --profile-trainer DIR does not print the table: it runs the trainer's
 // step loop inside this process (cmd/trainer has no profiling flag)

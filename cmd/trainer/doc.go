@@ -72,7 +72,10 @@
 // examples_per_sec (this worker's training throughput, data loading
 // excluded), steps, epochs, train_accuracy, the payload bytes this worker
 // pushed and pulled (bytes_pushed, bytes_pulled), and where the time went
-// (compute_seconds, pull_seconds, push_seconds, wait_seconds, ...).
+// (compute_seconds, pull_seconds, push_seconds, wait_seconds, ...). Each
+// step begins with one pull of its weights; wait_seconds is the part of
+// those pulls the servers spent holding them at the sync barrier or the
+// SSP bound, as the servers report it, and pull_seconds the rest.
 //
 // --logdir DIR writes a TensorBoard event file,
 // DIR/events.out.tfevents.<time>.<host>.<pid>.<n>.rank-RANK: on each

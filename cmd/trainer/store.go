@@ -25,10 +25,8 @@ type psStore struct {
 	// already hold its variables.
 	base int64
 
-	waitVar string    // the smallest variable, pulled to wait for a step
-	waitBuf []float32 // its buffer
-
 	pullNanos atomic.Int64 // wall time inside Pull (includes sync/SSP waits)
+	waitNanos atomic.Int64 // of which the servers held the pulls waiting
 	pushNanos atomic.Int64 // wall time inside Push (overlaps backprop)
 	pulls     atomic.Int64
 	pushes    atomic.Int64
@@ -40,9 +38,13 @@ type psStore struct {
 	pushedBytes atomic.Int64
 }
 
-// pullOps pulls ops and counts the bytes received.
+// pullOps pulls ops and counts the bytes received and the time the
+// servers held the pull waiting.
 func (s *psStore) pullOps(ctx context.Context, ops []ps.PullOp, opt ps.PullOptions) ([]int64, error) {
+	var st ps.PullStats
+	opt.Stats = &st
 	vs, err := s.client.PullMany(ctx, ops, opt)
+	s.waitNanos.Add(int64(st.Waited))
 	if err != nil {
 		return nil, err
 	}
@@ -77,11 +79,6 @@ func (s *psStore) specFor(d runtime.VariableDef) ps.VariableSpec {
 // Create implements runtime.VarStore. A variable that exists on the servers
 // with another shape, optimizer or mode is an error naming both.
 func (s *psStore) Create(ctx context.Context, defs []runtime.VariableDef) error {
-	for _, d := range defs {
-		if n := d.Shape.NumElements(); s.waitVar == "" || n < len(s.waitBuf) {
-			s.waitVar, s.waitBuf = d.Name, make([]float32, n)
-		}
-	}
 	for _, d := range defs {
 		spec := s.specFor(d)
 		if err := s.client.CreateVariable(ctx, spec); err != nil {

@@ -97,10 +97,6 @@ func trainSteps(t *testing.T, train *data.Dataset, workers, batch, steps int) ma
 			var y []int32
 			for step, idx := range sampler.Epoch(0)[:steps] {
 				x, y = train.Gather(idx, x, y)
-				if err := s.wait(ctx, int64(step)); err != nil {
-					errs[r] = err
-					return
-				}
 				if _, _, err := runner.train(ctx, int64(step), x, y); err != nil {
 					errs[r] = err
 					return

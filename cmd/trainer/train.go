@@ -16,7 +16,6 @@ import (
 	"github.com/flowps/flowps/data"
 	"github.com/flowps/flowps/formats/tfevents"
 	"github.com/flowps/flowps/models"
-	"github.com/flowps/flowps/ps"
 )
 
 // result is the final metrics line. Times are seconds of wall clock.
@@ -47,11 +46,16 @@ type result struct {
 	// several workers in this process.
 	TotalExamplesPerSec float64 `json:"total_examples_per_sec,omitempty"`
 	// TrainSeconds = ComputeSeconds + PullSeconds + WaitSeconds: the time of
-	// the training steps. WaitSeconds is the time spent at the sync barrier
-	// or the SSP bound before a step; PullSeconds the time spent pulling
-	// weights inside steps; ComputeSeconds the rest (forward, backward and
-	// the pushes that did not overlap them). PushSeconds is the time inside
-	// push calls, which overlap backprop, so it is not part of the sum.
+	// the training steps. Each step starts by pulling its weights;
+	// WaitSeconds is the part of those pulls the parameter servers spent
+	// holding them at the sync barrier or the SSP bound, as the servers
+	// report it (ps.PullResponse.Waited, the longest of a step's servers;
+	// a transport that does not carry it reports 0, and the wait then
+	// counts as pull time); PullSeconds is the rest of the time inside the
+	// steps' pulls (requests, copies, transfer); ComputeSeconds the rest
+	// (forward, backward and the pushes that did not overlap them).
+	// PushSeconds is the time inside push calls, which overlap backprop,
+	// so it is not part of the sum.
 	TrainSeconds   float64 `json:"train_seconds"`
 	ComputeSeconds float64 `json:"compute_seconds"`
 	PullSeconds    float64 `json:"pull_seconds"`
@@ -223,6 +227,7 @@ type worker struct {
 	logger      *slog.Logger
 
 	evalPull int64            // pull nanoseconds spent in evaluation
+	evalWait int64            // of which the servers held them waiting
 	lead     bool             // reports progress and evaluates
 	progress io.Writer        // progress lines; nil: none
 	logf     io.Writer        // per-epoch JSON lines; nil: none
@@ -267,15 +272,16 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 	steps := w.sampler.StepsPerEpoch()
 	totalSteps := int64(steps * cfg.Epochs)
 	var (
-		x                          []float32
-		y                          []int32
-		step                       int64
-		trainDur, waitDur, dataDur time.Duration
-		evalDur                    time.Duration
-		pull0                      = w.store.pullNanos.Load()
-		lastPrint                  = time.Now()
-		every                      = time.Duration(cfg.ProgressEvery * float64(time.Second))
-		began                      = time.Now()
+		x                 []float32
+		y                 []int32
+		step              int64
+		trainDur, dataDur time.Duration
+		evalDur           time.Duration
+		pull0             = w.store.pullNanos.Load()
+		wait0             = w.store.waitNanos.Load()
+		lastPrint         = time.Now()
+		every             = time.Duration(cfg.ProgressEvery * float64(time.Second))
+		began             = time.Now()
 	)
 	var tickLoss float64 // loss summed since the last progress tick
 	var tickSteps int
@@ -286,16 +292,11 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 			x, y = w.train.Gather(idx, x, y)
 			t1 := time.Now()
 			dataDur += t1.Sub(t0)
-			if err := w.store.wait(ctx, step+w.store.base); err != nil {
-				return nil, err
-			}
-			t2 := time.Now()
-			waitDur += t2.Sub(t1)
 			loss, acc, err := w.runner.train(ctx, step, x, y)
 			if err != nil {
 				return nil, fmt.Errorf("epoch %d step %d: %w", epoch+1, step, err)
 			}
-			trainDur += time.Since(t2)
+			trainDur += time.Since(t1)
 			if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 				return nil, fmt.Errorf("epoch %d step %d: training diverged (loss %v); lower --lr", epoch+1, step, loss)
 			}
@@ -307,8 +308,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 			res.Examples += int64(len(idx))
 			if w.lead && (time.Since(lastPrint) >= every || t == steps-1) {
 				lastPrint = time.Now()
-				busy := trainDur + waitDur
-				rate := float64(res.Examples) / busy.Seconds()
+				rate := float64(res.Examples) / trainDur.Seconds()
 				eta := time.Duration(float64(time.Since(began)) / float64(step) * float64(totalSteps-step))
 				if w.progress != nil {
 					fmt.Fprintf(w.progress, "epoch %d/%d step %d/%d (total %d/%d) loss %.4f (epoch mean %.4f) %.0f examples/s ETA %s\n",
@@ -351,7 +351,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 			if err := writeJSONLine(w.logf, map[string]any{
 				"epoch": epoch + 1, "step": step, "train_loss": res.TrainLoss, "train_accuracy": res.TrainAccuracy,
 				"test_accuracy": acc, "test_loss": tl,
-				"examples_per_sec": float64(res.Examples) / (trainDur + waitDur).Seconds(),
+				"examples_per_sec": float64(res.Examples) / trainDur.Seconds(),
 				"bytes_pushed":     w.store.pushedBytes.Load(), "bytes_pulled": w.store.pulledBytes.Load(),
 			}); err != nil {
 				return nil, fmt.Errorf("--logdir: %w", err)
@@ -371,16 +371,16 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 		}
 	}
 	res.Steps = step
-	busy := trainDur + waitDur
-	res.TrainSeconds = busy.Seconds()
-	res.WaitSeconds = waitDur.Seconds()
+	res.TrainSeconds = trainDur.Seconds()
 	// Pulls inside training steps only: evaluation's pulls are subtracted.
-	res.PullSeconds = time.Duration(w.store.pullNanos.Load() - pull0 - w.evalPull).Seconds()
+	wait := time.Duration(w.store.waitNanos.Load() - wait0 - w.evalWait)
+	res.WaitSeconds = wait.Seconds()
+	res.PullSeconds = (time.Duration(w.store.pullNanos.Load()-pull0-w.evalPull) - wait).Seconds()
 	res.PushSeconds = time.Duration(w.store.pushNanos.Load()).Seconds()
 	res.ComputeSeconds = max(0, res.TrainSeconds-res.WaitSeconds-res.PullSeconds)
 	res.DataSeconds = dataDur.Seconds()
 	res.EvalSeconds = evalDur.Seconds()
-	res.ExamplesPerSec = float64(res.Examples) / busy.Seconds()
+	res.ExamplesPerSec = float64(res.Examples) / trainDur.Seconds()
 	res.BytesPushed = w.store.pushedBytes.Load()
 	res.BytesPulled = w.store.pulledBytes.Load()
 	return res, nil
@@ -389,8 +389,11 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 // evaluate runs the model over the whole test set in batches of
 // --eval-batch and returns accuracy and mean loss.
 func (w *worker) evaluate(ctx context.Context, step int64) (acc, loss float64, err error) {
-	p0 := w.store.pullNanos.Load()
-	defer func() { w.evalPull += w.store.pullNanos.Load() - p0 }()
+	p0, w0 := w.store.pullNanos.Load(), w.store.waitNanos.Load()
+	defer func() {
+		w.evalPull += w.store.pullNanos.Load() - p0
+		w.evalWait += w.store.waitNanos.Load() - w0
+	}()
 	var (
 		x       []float32
 		y       []int32
@@ -413,26 +416,4 @@ func (w *worker) evaluate(ctx context.Context, step int64) (acc, loss float64, e
 		lossSum += float64(l) * float64(len(idx))
 	}
 	return correct / float64(n), lossSum / float64(n), nil
-}
-
-// wait blocks until this worker may start step: in sync mode until every
-// worker's gradients of the previous step are applied, in SSP mode while
-// it is more than the staleness bound ahead of the slowest worker. It pulls
-// the smallest variable, so the step's own pulls then find their versions
-// ready and the time spent waiting for other workers is measured apart.
-func (s *psStore) wait(ctx context.Context, step int64) error {
-	if s.cons.Mode == ps.Async || step == 0 || s.waitVar == "" {
-		return nil
-	}
-	op := ps.PullOp{Var: s.waitVar, Dst: s.waitBuf}
-	var opt ps.PullOptions
-	if s.cons.Mode == ps.Sync {
-		op.MinVersion = step
-	} else {
-		opt.Clock = step
-	}
-	if _, err := s.pullOps(ctx, []ps.PullOp{op}, opt); err != nil {
-		return fmt.Errorf("waiting for step %d (%s mode): %w", step, s.cons.Mode, err)
-	}
-	return nil
 }

@@ -1,6 +1,8 @@
 package grpctransport
 
 import (
+	"time"
+
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
@@ -129,7 +131,7 @@ func pullFromPB(r *pb.PullRequest) *ps.PullRequest {
 
 // pullHeader describes resp's parts and returns their values in order.
 func pullHeader(resp *ps.PullResponse) (*pb.PullHeader, [][]float32) {
-	h := &pb.PullHeader{Parts: make([]*pb.PartValuesHeader, len(resp.Parts))}
+	h := &pb.PullHeader{Parts: make([]*pb.PartValuesHeader, len(resp.Parts)), WaitedNanos: int64(resp.Waited)}
 	vals := make([][]float32, len(resp.Parts))
 	for i, p := range resp.Parts {
 		h.Parts[i] = &pb.PartValuesHeader{Key: keyToPB(p.Key), Version: p.Version, HasValues: p.Values != nil, NumValues: int64(len(p.Values))}
@@ -165,7 +167,7 @@ func pullFromHeader(h *pb.PullHeader, maxBytes int64, req *ps.PullRequest) (*ps.
 		}
 	}
 	backing := make([]float32, rest)
-	resp := &ps.PullResponse{}
+	resp := &ps.PullResponse{Waited: time.Duration(max(0, h.GetWaitedNanos()))}
 	if len(parts) > 0 {
 		resp.Parts = make([]ps.PartValues, len(parts))
 	}

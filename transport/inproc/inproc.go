@@ -350,7 +350,7 @@ func clonePullRequest(r *ps.PullRequest) *ps.PullRequest {
 // it fits, as a wire transport's client decodes into it, else into a new
 // array.
 func clonePullResponse(r *ps.PullResponse, req *ps.PullRequest) *ps.PullResponse {
-	out := &ps.PullResponse{Parts: slices.Clone(r.Parts)}
+	out := &ps.PullResponse{Parts: slices.Clone(r.Parts), Waited: r.Waited}
 	for i := range out.Parts {
 		v := r.Parts[i].Values
 		if req != nil && i < len(req.Parts) && v != nil && req.Parts[i].Dst != nil && len(req.Parts[i].Dst) == len(v) {

@@ -828,8 +828,11 @@ func (x *PartValuesHeader) GetNumValues() int64 {
 }
 
 type PullHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parts         []*PartValuesHeader    `protobuf:"bytes,1,rep,name=parts,proto3" json:"parts,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Parts []*PartValuesHeader    `protobuf:"bytes,1,rep,name=parts,proto3" json:"parts,omitempty"`
+	// waited_nanos is how long the server held the pull waiting for versions
+	// or the SSP bound (ps.PullResponse.Waited), in nanoseconds.
+	WaitedNanos   int64 `protobuf:"varint,2,opt,name=waited_nanos,json=waitedNanos,proto3" json:"waited_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +872,13 @@ func (x *PullHeader) GetParts() []*PartValuesHeader {
 		return x.Parts
 	}
 	return nil
+}
+
+func (x *PullHeader) GetWaitedNanos() int64 {
+	if x != nil {
+		return x.WaitedNanos
+	}
+	return 0
 }
 
 // PullFrame is one message of a Pull's response stream. The first frame
@@ -1277,10 +1287,11 @@ const file_flowps_proto_rawDesc = "" +
 	"\n" +
 	"has_values\x18\x03 \x01(\bR\thasValues\x12\x1d\n" +
 	"\n" +
-	"num_values\x18\x04 \x01(\x03R\tnumValues\"?\n" +
+	"num_values\x18\x04 \x01(\x03R\tnumValues\"b\n" +
 	"\n" +
 	"PullHeader\x121\n" +
-	"\x05parts\x18\x01 \x03(\v2\x1b.flowps.v1.PartValuesHeaderR\x05parts\"f\n" +
+	"\x05parts\x18\x01 \x03(\v2\x1b.flowps.v1.PartValuesHeaderR\x05parts\x12!\n" +
+	"\fwaited_nanos\x18\x02 \x01(\x03R\vwaitedNanos\"f\n" +
 	"\tPullFrame\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.flowps.v1.PullHeaderR\x06header\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
