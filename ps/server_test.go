@@ -682,3 +682,29 @@ func TestServerSyncBackupWorker(t *testing.T) {
 		t.Errorf("after one step %v at %d, want -3 at 1", got.Values, got.Version)
 	}
 }
+
+type wrapped struct{ Service }
+
+func (w wrapped) Unwrap() Service { return w.Service }
+
+// ServerOf finds a Server through wrappers that declare Unwrap, and only
+// through those.
+func TestServerOf(t *testing.T) {
+	s := newTestServer(t, nil)
+	for _, tc := range []struct {
+		svc  Service
+		want bool
+	}{
+		{s, true},
+		{wrapped{s}, true},
+		{wrapped{wrapped{s}}, true},
+		{struct{ Service }{s}, false}, // embeds, but promises nothing
+		{wrapped{struct{ Service }{s}}, false},
+		{noClose{s}, false},
+	} {
+		got, ok := ServerOf(tc.svc)
+		if ok != tc.want || ok && got != s {
+			t.Errorf("ServerOf(%T) = %p, %v; want %v", tc.svc, got, ok, tc.want)
+		}
+	}
+}

@@ -26,3 +26,23 @@ type Service interface {
 type Dialer interface {
 	Dial(ctx context.Context, addr string) (Service, error)
 }
+
+// ServerOf returns the *Server that svc is or wraps, and whether there is
+// one. A Service that wraps another (for metrics, logging) reveals it with
+// a method Unwrap() Service, and by that promises what Server promises:
+// that it keeps no reference to a request's slices or to the values it
+// returned once a call has returned. Transports' servers use ServerOf to
+// learn whether they may recycle the buffers they hand the service.
+func ServerOf(svc Service) (*Server, bool) {
+	for range 16 { // wrappers of wrappers, but never a cycle
+		switch s := svc.(type) {
+		case *Server:
+			return s, true
+		case interface{ Unwrap() Service }:
+			svc = s.Unwrap()
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}

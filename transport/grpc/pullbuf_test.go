@@ -125,3 +125,26 @@ func TestPullBuffersOutliveSendMsg(t *testing.T) {
 		}
 	}
 }
+
+type unwrapper struct{ ps.Service }
+
+func (u unwrapper) Unwrap() ps.Service { return u.Service }
+
+// Pooled push and pull arrays are used for a ps.Server and for a wrapper
+// of one that declares Unwrap (as psd's metrics wrapper does), not for
+// other Services.
+func TestServerRecyclesForPSServerAndItsWrappers(t *testing.T) {
+	srv, err := ps.NewServer(ps.ServerConfig{ID: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, tc := range []struct {
+		svc  ps.Service
+		want bool
+	}{{srv, true}, {unwrapper{srv}, true}, {struct{ ps.Service }{srv}, false}} {
+		if got := NewServer(tc.svc, ServerConfig{}).recycle; got != tc.want {
+			t.Errorf("%T: recycle %v, want %v", tc.svc, got, tc.want)
+		}
+	}
+}

@@ -40,9 +40,11 @@ func NewServer(svc ps.Service, cfg ServerConfig) *Server {
 	s := &Server{svc: svc, cfg: cfg, stopped: make(chan struct{})}
 	// ps.Server copies what it keeps of a gradient (the sync-mode sum, a
 	// replication op buffered out of order) and returns from a successful
-	// Push only after every replica received the op. Another Service may
-	// retain req's slices, so its pushes get fresh arrays.
-	_, s.recycle = svc.(*ps.Server)
+	// Push only after every replica received the op; a wrapper that
+	// declares Unwrap (psd's metrics) promises the same (ps.ServerOf).
+	// Another Service may retain req's slices, so its pushes get fresh
+	// arrays and its pulls allocate their own.
+	_, s.recycle = ps.ServerOf(svc)
 	s.c, s.cfgErr = cfg.resolve()
 	if s.cfgErr != nil {
 		return s
