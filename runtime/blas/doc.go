@@ -79,16 +79,32 @@
 // # Measured
 //
 // On a 2-vCPU AMD EPYC (Zen, family 23 model 1) under KVM, AVX2+FMA, no
-// AVX-512, OpenBLAS 0.3.21 with core "Zen", one thread, in GFLOP per
-// CPU-second (go test -tags openblas -run XXX -bench SgemmShapes -cpu 1
-// ./runtime/blas), the micro-kernel alone reaching about 37:
+// AVX-512, with OpenBLAS 0.3.21 picking core "Zen" and one thread, shared
+// with other engineers' builds (load average 3.6-8; the figures move by
+// ±20% with it, so they are medians of interleaved runs, per CPU-second).
+// The micro-kernel alone reaches 36-37.5 GFLOPS (16 flops per cycle).
+// GFLOP/cpu-s, three passes of
+// go test -tags openblas -run XXX -bench SgemmShapes -cpu 1 ./runtime/blas:
 //
-//	shape (m×n×k)           gonum  openblas  native
-//	128×256×784 (MLP fwd1)    5.6      11.7    29.8
-//	784×256×128 tA (dw1)      5.8      32.5    36.1
-//	1024×1024×1024            5.8      36.9    36.0
+//	shape (m×n×k)                gonum  openblas  native
+//	MLP fwd1 128×256×784           4.3       9.3    21.2
+//	MLP fwd2 128×128×256           4.8      10.7    21.4
+//	MLP fwd3 128×10×128            1.0      11.9     8.5
+//	MLP dw1 784×256×128 tA         3.9      17.3    20.3
+//	MLP dx2 128×256×128 tB         4.2      16.9    28.7
+//	CNN fc1 32×3136×512 tB         4.2      16.6    13.6
+//	1024×1024×1024                 4.2      32.8    25.5
 //
-// OpenBLAS's single-threaded path is slow on this core for shapes with
-// n ≤ ~320 (its l1stride = 0 path); on an AVX-512 EPYC it did 94 GFLOPS
-// on one thread, where auto keeps it.
+// OpenBLAS's single-threaded path is slow on this core for products
+// whose n is at most about 320 (its l1stride = 0 path) and fast on large
+// ones; on an AVX-512 EPYC it did 94 GFLOPS on one thread, where auto
+// would keep it. The native kernel loses on very thin products (n = 10,
+// or m = 32 with k = 3136), which auto leaves to OpenBLAS.
+//
+// One training step at -cpu 1 (go test -tags openblas -bench
+// 'MLPStep/workers=1/blas=1' ./runtime, FLOWPS_SGEMM set per run, five
+// interleaved rounds, load 4.6-8.4), examples per CPU-second: auto 20421,
+// native 20739, openblas 12306, gonum 3983; PyTorch 1.13 on one OpenBLAS
+// thread, same sitting: 12252. BenchmarkCNNStep (three rounds): auto
+// 238, native 196, openblas 171, gonum 58.
 package blas
