@@ -228,3 +228,26 @@ func TestBadDimensionsPanic(t *testing.T) {
 		})
 	}
 }
+
+// TestNoAllocs checks that a call, once its shape is decided and the pack
+// buffers are pooled, does not allocate (gonum's own Sgemm is not held to
+// it).
+func TestNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, name := range available() {
+		if name == "gonum" {
+			continue
+		}
+		withBackend(t, name, func() {
+			a, b, c := make([]float32, 70*90), make([]float32, 90*50), make([]float32, 70*50)
+			for i := 0; i < 4*trials; i++ {
+				Sgemm(true, false, 70, 50, 90, 1, a, 70, b, 50, 0, c, 50)
+			}
+			if n := testing.AllocsPerRun(50, func() { Sgemm(true, false, 70, 50, 90, 1, a, 70, b, 50, 0, c, 50) }); n != 0 {
+				t.Errorf("%s: %v allocations per call", name, n)
+			}
+		})
+	}
+}
