@@ -51,11 +51,11 @@ const tieMargin = 0.02
 const maxShapes = 4096
 
 var (
-	mu         sync.Mutex  // guards mode, candidates, forced, note
-	mode       string      // "auto" or a backend name
-	candidates []backendID // what auto chooses among (1 or 2 entries)
-	forced     atomic.Uint32
-	note       string // why an override was not honoured, if it was not
+	mu         sync.Mutex    // guards mode, candidates, forced, note
+	mode       string        // "auto" or a backend name
+	candidates []backendID   // what auto chooses among (1 or 2 entries)
+	forced     atomic.Uint32 // the backend of every call; 0 while auto chooses per shape
+	note       string        // why an override was not honoured, if it was not
 
 	curThreads atomic.Int32 // OpenBLAS threads, part of the shape key
 
