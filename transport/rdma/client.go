@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flowps/flowps/ps"
 )
@@ -56,6 +59,10 @@ type conn struct {
 	rbase  uint64
 	rkey   uint64
 	ext    *extents
+	// shared says the server maps this connection's area as its mirror
+	// (shm): frames are written in place and each write carries only the
+	// frame's front word as the notice.
+	shared bool
 
 	seq       atomic.Uint64
 	lastHeard atomic.Int64
@@ -162,7 +169,21 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 	var err error
 	size := int(c.cfg.AreaBytes) / pageSize * pageSize
-	if c.area, err = c.fab.register(size, fiAccessSend|fiAccessWrite|fiAccessRead|fiAccessRWrite|fiAccessRRead); err != nil {
+	const access = fiAccessSend | fiAccessWrite | fiAccessRead | fiAccessRWrite | fiAccessRRead
+	memfd := -1
+	if c.fab.isSHM() && !c.cfg.NoSharedArea {
+		buf, fd, err := newSharedArea(size, c.nonce)
+		if err != nil {
+			return err
+		}
+		memfd = fd
+		// The server maps it during the handshake; the mapping outlives
+		// the descriptor.
+		defer unix.Close(memfd)
+		if c.area, err = c.fab.registerMapped(buf, access); err != nil {
+			return err
+		}
+	} else if c.area, err = c.fab.register(size, access); err != nil {
 		return err
 	}
 	if c.ctrl, err = c.fab.register((clientRecvs+clientSends)*ctrlSize, fiAccessSend|fiAccessRecv); err != nil {
@@ -190,6 +211,9 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
 	h := hello{nonce: c.nonce, areaBytes: uint64(size), areaBase: c.area.base, areaKey: c.area.key, name: myName}
+	if memfd >= 0 {
+		h.pid, h.fd = uint32(os.Getpid()), uint32(memfd)
+	}
 	retry := time.NewTicker(200 * time.Millisecond)
 	defer retry.Stop()
 	for {
@@ -209,6 +233,7 @@ func (c *conn) handshake(ctx context.Context, serverName []byte) error {
 				return ps.Errorf(ps.ErrInvalidArgument, "rdma: server granted a staging area of %d bytes (asked %d)", w.areaBytes, size)
 			}
 			c.idx, c.size, c.rbase, c.rkey = w.client, int(w.areaBytes), w.areaBase, w.areaKey
+			c.shared = w.shared && memfd >= 0
 			c.ext = newExtents(c.size/pageSize, c.cfg.MaxInflight)
 			// One probe write proves the keys and the data path before the
 			// connection is handed out.
@@ -423,6 +448,9 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 		default:
 		}
 		room = roundPage(max(room, frameLen(bodyLen)))
+		if c.fab.isSHM() {
+			room = max(room, roundPage(shmMinWrite))
+		}
 		if room > c.size {
 			return ps.Errorf(ps.ErrTooLarge, "rdma: %s to %s: a %d-byte frame exceeds the %d-byte staging area", what, c.addr, room, c.size)
 		}
@@ -462,10 +490,15 @@ func (c *conn) roundTrip(ctx context.Context, what string, kind uint32, bodyLen 
 			}
 			c.delivered.Add(1)
 		}
-		if g.data != nil {
+		switch {
+		case c.shared:
+			// The frame is in the server's mirror already: the write is
+			// the notice, rewriting the start of the frame with itself.
+			err = c.fab.writedata(ctx, c.area, off, c.fab.writeLen(n, room, true), imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
+		case g.data != nil:
 			err = c.fab.writedataGo(ctx, c.area, off, headerSize+g.off, g.data, n, imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
-		} else {
-			err = c.fab.writedata(ctx, c.area, off, n, imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
+		default:
+			err = c.fab.writedata(ctx, c.area, off, c.fab.writeLen(n, room, false), imm, c.server, c.rbase+uint64(off), c.rkey, onWritten)
 		}
 		// The caller may reuse its tensor once this returns: a write from it
 		// must have finished (or the connection be dead).
@@ -628,7 +661,7 @@ func (c *conn) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullResponse,
 func (c *conn) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushResponse, error) {
 	resp := &ps.PushResponse{}
 	skip := -1
-	if c.fab.zeroCopy() {
+	if c.fab.zeroCopy() && !c.shared {
 		skip = pickGap(len(req.Parts), func(i int) int { return 4 * len(req.Parts[i].Grad) })
 	}
 	err := c.roundTrip(ctx, "push", framePush, pushSize(req), func(b []byte) gap {

@@ -148,6 +148,13 @@ type DialerConfig struct {
 	// Retries bounds re-sends of a request whose frame arrived torn.
 	// Default 3.
 	Retries int
+	// NoSharedArea, for shm, keeps the staging area private and has the
+	// provider copy every frame into the server's mirror (process_vm_readv)
+	// as the other providers do. By default (false) a shm client maps its
+	// area from a memfd that the server maps too, so frames are written in
+	// place and the fabric carries only notices; a server that cannot map
+	// it (another user, no /proc access) falls back to a private mirror.
+	NoSharedArea bool
 	// Logger receives connection events; default discards.
 	Logger *slog.Logger
 }

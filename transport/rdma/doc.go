@@ -83,7 +83,8 @@
 // (ps.Client then skips its own copy), else into a new slice; nil and
 // empty stay apart. A push is written from the caller's gradient itself
 // (zero copy from pinned Go memory where the provider allows it, from 256
-// KiB up), and when the service is a *ps.Server the server decodes its
+// KiB up; with a shared shm area the gradient is copied into it instead,
+// see shm), and when the service is a *ps.Server the server decodes its
 // gradients as views of the mirror area instead of copying them out: the
 // extent stays reserved until the response is written, and ps.Server keeps
 // no reference once Push returned (the sync-mode sum and buffered
@@ -178,6 +179,28 @@
 // mapping, so an endpoint must not send to a peer that has closed: both
 // sides therefore say goodbye (ctrlBye, acknowledged) before closing, and
 // neither sends after it.
+//
+// Shared staging areas. shm moves every write of more than a few KiB with
+// one process_vm_readv, which runs at 3-4 GB/s here (memmove: 8-19 GB/s).
+// So by default a shm client maps its staging area from a memfd and names
+// it in its hello (pid and descriptor); the server opens it through
+// /proc/<pid>/fd (the permission CMA needs anyway), checks that it is the
+// memfd named for this handshake's nonce, and maps it as the client's
+// mirror. Frames are then written in place, back word first and front
+// word last as before, and the fabric write that notifies the peer
+// rewrites only the start of the frame with itself; the version words
+// still catch a frame overwritten while it was read. Pulls then cost two
+// copies (ps.Server into the frame, the decode into Dst) and pushes one
+// (the gradient into the frame; ps.Server reads it in place). A server
+// that cannot map the area answers with a private mirror and the provider
+// copies, as on tcp and verbs; DialerConfig.NoSharedArea asks for that.
+//
+// libfabric 1.17's shm sends writes of up to 4 KiB (its inject size) by a
+// path that ignores the target's verdict on the key: one with a key the
+// target does not know crashed the target process (SIGSEGV), which a small
+// pull request with a wrong key did. Every shm write is therefore at least
+// 4 KiB + 8 bytes, which takes the checked path, and shm extents are two
+// pages; the wrong-key test covers a small frame since.
 //
 // # Memory registration
 //

@@ -516,6 +516,13 @@ func (f *fabric) register(size int, access uint64) (*region, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rdma: mmap %d bytes: %w", size, err)
 	}
+	return f.registerMapped(buf, access)
+}
+
+// registerMapped registers memory mapped with unix.Mmap; the region owns
+// it (release and close unmap it), also when registration fails.
+func (f *fabric) registerMapped(buf []byte, access uint64) (*region, error) {
+	size := len(buf)
 	r := &region{buf: buf}
 	var key C.uint64_t
 	f.postMu.RLock()
@@ -587,6 +594,31 @@ func (f *fabric) writedata(ctx context.Context, r *region, off, n int, imm uint3
 	})
 }
 
+// isSHM reports whether this is the shm provider.
+func (f *fabric) isSHM() bool { return f.info.provider == ProviderSHM }
+
+// shmMinWrite is the smallest write this package posts on shm. libfabric
+// 1.17's shm moves writes of up to 4 KiB (its inject size) through a path
+// that does not check the target's verdict on the key: a write with a key
+// the target does not know crashed the target process (SIGSEGV). Longer
+// writes take the path that checks it. So every shm write, notices
+// included, is at least this long, and shm extents are two pages.
+const shmMinWrite = pageSize + 8
+
+// writeLen is how many bytes to write for a frame of n bytes in an extent
+// of room bytes: n, or on shm at least shmMinWrite (the rest of the
+// extent is the writer's own, unread by the peer); notice makes it a
+// notice only (the frame is in shared memory already).
+func (f *fabric) writeLen(n, room int, notice bool) int {
+	if !f.isSHM() {
+		return n
+	}
+	if notice {
+		n = 0
+	}
+	return min(max(n, shmMinWrite), room)
+}
+
 // zeroCopy reports whether writes may send from unregistered (Go) memory.
 func (f *fabric) zeroCopy() bool { return f.info.mrMode&fiMRLocal == 0 && f.info.iovLimit >= 3 }
 
@@ -598,15 +630,18 @@ func (f *fabric) writedataGo(ctx context.Context, r *region, off, head int, data
 	tail := off + head + len(data)
 	pin := new(runtime.Pinner)
 	pin.Pin(&data[0])
+	// Counted before posting: the peer may see the write before this
+	// goroutine runs again.
+	f.zeroCopyWrites.Add(1)
 	err := f.postPinned(ctx, "fi_writemsg", true, pin, cb, func(ci C.int64_t) C.int {
 		return C.fps_writedata3(f.ep, r.ptr(off), C.size_t(head), unsafe.Pointer(&data[0]), C.size_t(len(data)),
 			r.ptr(tail), C.size_t(off+n-tail), r.desc, C.uint64_t(imm), C.uint64_t(dest), C.uint64_t(raddr), C.uint64_t(rkey), ci, f.bell(dest))
 	})
 	if err != nil {
+		f.zeroCopyWrites.Add(-1)
 		pin.Unpin()
 		return err
 	}
-	f.zeroCopyWrites.Add(1)
 	return nil
 }
 

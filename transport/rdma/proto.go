@@ -842,6 +842,10 @@ type hello struct {
 	areaBase  uint64
 	areaKey   uint64
 	name      []byte
+	// pid and fd, when fd > 0, name a memfd holding the client's area that
+	// the server may map as its mirror (shm; see sharedarea_linux.go).
+	// Optional on the wire: a hello without them is a private area.
+	pid, fd uint32
 }
 
 // welcome answers a hello: the client's index and the server's mirror area.
@@ -853,6 +857,10 @@ type welcome struct {
 	areaKey   uint64
 	code      ps.Code
 	msg       string
+	// shared says the server mapped the client's area as its mirror: frames
+	// are written in place and writes carry only the notice. Optional on
+	// the wire (absent: false).
+	shared bool
 }
 
 func ctrlHeader(b []byte, kind uint8) writer {
@@ -870,6 +878,8 @@ func encodeHello(b []byte, h hello) int {
 	w.u64(h.areaKey)
 	w.u32(uint32(len(h.name)))
 	w.n += copy(w.b[w.n:], h.name)
+	w.u32(h.pid)
+	w.u32(h.fd)
 	return w.n
 }
 
@@ -885,6 +895,7 @@ func encodeWelcome(b []byte, m welcome) int {
 	}
 	w.str(string(m.code))
 	w.str(m.msg)
+	w.bool(m.shared)
 	return w.n
 }
 
@@ -930,6 +941,10 @@ func decodeCtrl(b []byte) (ctrlMsg, error) {
 		}
 		m.hello.name = append([]byte(nil), r.b[r.n:r.n+n]...)
 		r.n += n
+		if len(r.b)-r.n >= 8 {
+			m.hello.pid = r.u32()
+			m.hello.fd = r.u32()
+		}
 	case ctrlWelcome:
 		m.welcome.nonce = r.u64()
 		m.welcome.client = r.u32()
@@ -938,6 +953,9 @@ func decodeCtrl(b []byte) (ctrlMsg, error) {
 		m.welcome.areaKey = r.u64()
 		m.welcome.code = ps.Code(r.str())
 		m.welcome.msg = r.str()
+		if r.err == nil && len(r.b)-r.n >= 4 {
+			m.welcome.shared = r.bool()
+		}
 	case ctrlPing, ctrlPong, ctrlBye, ctrlCancel, ctrlByeAck:
 		m.client = r.u32()
 		m.a = r.u64()

@@ -148,6 +148,15 @@ func FuzzDecodeCtrl(f *testing.F) {
 	f.Add(append([]byte(nil), b[:encodeHello(b, hello{nonce: 1, areaBytes: 1 << 20, name: []byte("ep")})]...))
 	f.Add(append([]byte(nil), b[:encodeWelcome(b, welcome{nonce: 1, client: 2, code: ps.CodeUnavailable, msg: "full"})]...))
 	f.Add(append([]byte(nil), b[:encodeSmall(b, ctrlCancel, 3, 4, 5)]...))
+	f.Add(append([]byte(nil), b[:encodeHello(b, hello{nonce: 3, areaBytes: 1 << 20, name: []byte("shm-ep"), pid: 42, fd: 7})]...))
+	f.Add(append([]byte(nil), b[:encodeWelcome(b, welcome{nonce: 3, client: 1, areaBytes: 1 << 20, shared: true})]...))
+	// The seeds round-trip, shared-area fields included.
+	if m, err := decodeCtrl(b[:encodeHello(b, hello{nonce: 3, areaBytes: 1 << 20, name: []byte("shm-ep"), pid: 42, fd: 7})]); err != nil || m.hello.pid != 42 || m.hello.fd != 7 {
+		f.Fatalf("hello round trip: %+v, %v", m.hello, err)
+	}
+	if m, err := decodeCtrl(b[:encodeWelcome(b, welcome{nonce: 3, client: 1, shared: true})]); err != nil || !m.welcome.shared {
+		f.Fatalf("welcome round trip: %+v, %v", m.welcome, err)
+	}
 	bad := make([]byte, 40)
 	binary.LittleEndian.PutUint32(bad, magic)
 	binary.LittleEndian.PutUint32(bad[4:], uint32(ctrlHello))
@@ -157,6 +166,14 @@ func FuzzDecodeCtrl(f *testing.F) {
 		m, err := decodeCtrl(b)
 		if err == nil && len(m.hello.name) > maxNameLen {
 			t.Fatalf("hello name of %d bytes accepted", len(m.hello.name))
+		}
+		if err == nil && m.kind == ctrlHello {
+			// What decodes re-encodes to a hello that decodes the same.
+			out := make([]byte, ctrlSize)
+			again, err := decodeCtrl(out[:encodeHello(out, m.hello)])
+			if err != nil || !reflect.DeepEqual(again.hello, m.hello) {
+				t.Fatalf("hello %+v re-decodes as %+v, %v", m.hello, again.hello, err)
+			}
 		}
 	})
 }

@@ -32,10 +32,19 @@ func testServer(t *testing.T, prov string, svc ps.Service) *Server {
 
 func testDial(t *testing.T, addr string) ps.Service {
 	t.Helper()
+	return testDialWith(t, addr, nil)
+}
+
+// testDialWith is testDial with edit applied to the config.
+func testDialWith(t *testing.T, addr string, edit func(*DialerConfig)) ps.Service {
+	t.Helper()
 	cfg := DefaultDialerConfig()
 	cfg.AreaBytes = 160 << 20
 	cfg.PingInterval = 100 * time.Millisecond
 	cfg.DeadAfter = 3 * time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := NewDialer(cfg).Dial(ctx, addr)

@@ -63,6 +63,7 @@ type serverClient struct {
 	nonce    uint64
 	addr     uint64
 	area     *region
+	shared   bool // area is the client's own memory (shm; see sharedarea_linux.go)
 	size     int
 	rbase    uint64
 	rkey     uint64
@@ -353,7 +354,7 @@ func (s *Server) accept(h hello) {
 	c := s.byNonce[h.nonce]
 	s.mu.Unlock()
 	if c != nil {
-		s.sendWelcome(c.addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(c.size), areaBase: c.area.base, areaKey: c.area.key})
+		s.sendWelcome(c.addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(c.size), areaBase: c.area.base, areaKey: c.area.key, shared: c.shared})
 		return
 	}
 	addr, err := s.fab.insert(h.name)
@@ -374,12 +375,27 @@ func (s *Server) accept(h hello) {
 		reject(ps.CodeInvalidArgument, fmt.Sprintf("staging area of %d bytes is below the minimum %d", h.areaBytes, minAreaBytes))
 		return
 	}
-	area, err := s.fab.register(int(size), fiAccessSend|fiAccessWrite|fiAccessRead|fiAccessRWrite|fiAccessRRead)
-	if err != nil {
-		reject(ps.CodeUnavailable, err.Error())
-		return
+	const access = fiAccessSend | fiAccessWrite | fiAccessRead | fiAccessRWrite | fiAccessRRead
+	var area *region
+	shared := false
+	if h.fd > 0 && s.fab.isSHM() && uint64(size) <= h.areaBytes {
+		buf, err := openSharedArea(h.pid, h.fd, int(size), h.nonce)
+		if err == nil {
+			area, err = s.fab.registerMapped(buf, access)
+			shared = err == nil
+		}
+		if err != nil {
+			s.log.Info("rdma: cannot map the client's staging area; using a private mirror", "pid", h.pid, "err", err)
+		}
 	}
-	c = &serverClient{byeAck: make(chan struct{}), nonce: h.nonce, addr: addr, area: area, size: int(size), rbase: h.areaBase, rkey: h.areaKey, cancels: map[int]context.CancelFunc{}}
+	if area == nil {
+		var err error
+		if area, err = s.fab.register(int(size), access); err != nil {
+			reject(ps.CodeUnavailable, err.Error())
+			return
+		}
+	}
+	c = &serverClient{byeAck: make(chan struct{}), nonce: h.nonce, addr: addr, area: area, shared: shared, size: int(size), rbase: h.areaBase, rkey: h.areaKey, cancels: map[int]context.CancelFunc{}}
 	c.lastSeen.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	if s.closed {
@@ -403,8 +419,8 @@ func (s *Server) accept(h hello) {
 		reject(ps.CodeUnavailable, fmt.Sprintf("server has its maximum of %d clients", s.cfg.MaxClients))
 		return
 	}
-	s.log.Info("rdma: client connected", "client", c.idx, "area_bytes", size)
-	s.sendWelcome(addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(size), areaBase: area.base, areaKey: area.key})
+	s.log.Info("rdma: client connected", "client", c.idx, "area_bytes", size, "shared_area", shared)
+	s.sendWelcome(addr, welcome{nonce: h.nonce, client: c.idx, areaBytes: uint64(size), areaBase: area.base, areaKey: area.key, shared: shared})
 }
 
 func (s *Server) sendWelcome(addr uint64, w welcome) {
@@ -570,7 +586,7 @@ func (s *Server) handle(c *serverClient, page int) {
 		c.cancels[page] = cancel
 		c.mu.Unlock()
 		var hold bool
-		kind, body, g, hold = s.serve(ctx, h, buf)
+		kind, body, g, hold = s.serve(ctx, h, buf, !c.shared && s.fab.zeroCopy())
 		if hold {
 			// The push's gradients were views of these pages, and it failed
 			// where the service may have been forwarding them (to replicas):
@@ -605,10 +621,15 @@ func (s *Server) handle(c *serverClient, page int) {
 			s.drop(c, "response write failed: "+comp.err.Error())
 		}
 	}
-	if g.data != nil {
+	switch {
+	case c.shared:
+		// The response is in the client's area already: the write is the
+		// notice (see sharedarea_linux.go).
+		err = s.fab.writedata(s.ctx, c.area, off, s.fab.writeLen(n, room, true), uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
+	case g.data != nil:
 		err = s.fab.writedataGo(s.ctx, c.area, off, headerSize+g.off, g.data, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
-	} else {
-		err = s.fab.writedata(s.ctx, c.area, off, n, uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
+	default:
+		err = s.fab.writedata(s.ctx, c.area, off, s.fab.writeLen(n, room, false), uint32(page), c.addr, c.rbase+uint64(off), c.rkey, onWritten)
 	}
 	if err != nil {
 		c.ops.done()
@@ -621,7 +642,7 @@ func (s *Server) handle(c *serverClient, page int) {
 // serve decodes the request in buf, calls the service and encodes the
 // response body into buf, returning its kind and length, the part sent from
 // Go memory, and whether the response must be held back (see handle).
-func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, int, gap, bool) {
+func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte, zeroCopy bool) (uint32, int, gap, bool) {
 	in := buf[headerSize : headerSize+h.body]
 	out := buf[headerSize:]
 	fail := func(err error) (uint32, int, gap, bool) {
@@ -664,7 +685,7 @@ func (s *Server) serve(ctx context.Context, h frameHeader, buf []byte) (uint32, 
 		if err != nil {
 			return fail(err)
 		}
-		kind, n, g, fits := s.pullResp(a, resp)
+		kind, n, g, fits := pullResp(a, resp, zeroCopy)
 		if !fits {
 			return need(n)
 		}
@@ -744,8 +765,8 @@ func (a *frameAlloc) at(v []float32) (int, bool) {
 // wrote into a's frame where it could: it copies the others after them
 // (or, the largest, leaves it to be sent from Go memory) and writes the
 // table. fits is false, and n the body size needed, when the frame is too
-// small.
-func (s *Server) pullResp(a *frameAlloc, resp *ps.PullResponse) (kind uint32, n int, g gap, fits bool) {
+// small. zeroCopy allows sending from Go memory.
+func pullResp(a *frameAlloc, resp *ps.PullResponse, zeroCopy bool) (kind uint32, n int, g gap, fits bool) {
 	table := respTableSize(resp)
 	if table != a.start {
 		// The service answered other parts than asked: values written
@@ -769,7 +790,7 @@ func (s *Server) pullResp(a *frameAlloc, resp *ps.PullResponse) (kind uint32, n 
 		}
 	}
 	skip := -1
-	if s.fab.zeroCopy() {
+	if zeroCopy {
 		skip = pickGap(len(rest), func(j int) int { return 4 * len(resp.Parts[rest[j]].Values) })
 		if skip >= 0 {
 			skip = rest[skip]
