@@ -4,8 +4,11 @@ package rdma
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flowps/flowps/ps"
 )
@@ -123,5 +126,57 @@ func TestFailedAliasedPushIsHeld(t *testing.T) {
 		if held := took >= s.holdFailed; held != c.held {
 			t.Errorf("%v: answered after %v (held %v, want %v)", c.err, took, held, c.held)
 		}
+	}
+}
+
+// TestSharedAreaChecks: the server maps only the memfd of this very
+// handshake, sealed against shrinking, of at least the granted size; any
+// other descriptor of the client's process is refused.
+func TestSharedAreaChecks(t *testing.T) {
+	const size = 1 << 20
+	buf, fd, err := newSharedArea(size, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(buf)
+	defer unix.Close(fd)
+	pid := uint32(os.Getpid())
+	m, err := openSharedArea(pid, uint32(fd), size, 7)
+	if err != nil {
+		t.Fatalf("mapping the handshake's memfd: %v", err)
+	}
+	m[123] = 42
+	if buf[123] != 42 {
+		t.Fatalf("the mapping does not share the client's memory")
+	}
+	unix.Munmap(m)
+	if _, err := openSharedArea(pid, uint32(fd), size, 8); err == nil {
+		t.Errorf("mapped a memfd named for another handshake")
+	}
+	if _, err := openSharedArea(pid, uint32(fd), 2*size, 7); err == nil {
+		t.Errorf("mapped more than the memfd holds")
+	}
+	if err := unix.Ftruncate(fd, size/2); err == nil {
+		t.Errorf("the shared area could be shrunk under the server's mapping")
+	}
+	// An unsealed memfd of the right name.
+	ufd, err := unix.MemfdCreate(memfdName(9), unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ufd)
+	unix.Ftruncate(ufd, size)
+	if _, err := openSharedArea(pid, uint32(ufd), size, 9); err == nil {
+		t.Errorf("mapped a memfd that may shrink")
+	}
+	// Some other file the process has open.
+	f, err := os.CreateTemp(t.TempDir(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Truncate(size)
+	if _, err := openSharedArea(pid, uint32(f.Fd()), size, 7); err == nil {
+		t.Errorf("mapped a file that is not the handshake's memfd")
 	}
 }

@@ -100,6 +100,9 @@ func TestTwoProcesses(t *testing.T) {
 		t.Run(prov, func(t *testing.T) {
 			ch := startChild(t, prov)
 			c := testDial(t, ch.addr)
+			if got, want := c.(*conn).shared, prov == ProviderSHM; got != want {
+				t.Fatalf("staging area shared with the server process: %v, want %v", got, want)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			n := int64(4 << 20 / 4)

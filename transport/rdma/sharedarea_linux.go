@@ -31,13 +31,19 @@ func memfdName(nonce uint64) string { return fmt.Sprintf("flowps-area-%016x", no
 // returns the mapping and the descriptor (to be closed once the server
 // has mapped it, or the handshake is over).
 func newSharedArea(size int, nonce uint64) ([]byte, int, error) {
-	fd, err := unix.MemfdCreate(memfdName(nonce), unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate(memfdName(nonce), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, -1, fmt.Errorf("rdma: memfd_create: %w", err)
 	}
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		unix.Close(fd)
 		return nil, -1, fmt.Errorf("rdma: sizing the shared area: %w", err)
+	}
+	// Sealed against shrinking: the server checks it, since pages cut off
+	// under its mapping would fault (SIGBUS) when it writes a response.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, -1, fmt.Errorf("rdma: sealing the shared area: %w", err)
 	}
 	buf, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
@@ -47,7 +53,9 @@ func newSharedArea(size int, nonce uint64) ([]byte, int, error) {
 	return buf, fd, nil
 }
 
-// openSharedArea maps size bytes of the client's memfd named by its hello.
+// openSharedArea maps size bytes of the client's memfd named by its hello,
+// once it is sure that memory stays: a memfd of this handshake's name,
+// sealed against shrinking, at least size bytes long.
 func openSharedArea(pid, fd uint32, size int, nonce uint64) ([]byte, error) {
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), os.O_RDWR, 0)
 	if err != nil {
@@ -61,6 +69,13 @@ func openSharedArea(pid, fd uint32, size int, nonce uint64) ([]byte, error) {
 	}
 	if !strings.HasPrefix(target, "/memfd:"+memfdName(nonce)+" ") && target != "/memfd:"+memfdName(nonce) {
 		return nil, fmt.Errorf("rdma: the client's area is %q, not its memfd", target)
+	}
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil, fmt.Errorf("rdma: the client's area: %w", err)
+	}
+	if seals&unix.F_SEAL_SHRINK == 0 {
+		return nil, fmt.Errorf("rdma: the client's area may shrink under the mapping (seals %#x)", seals)
 	}
 	st, err := f.Stat()
 	if err != nil {
