@@ -105,6 +105,8 @@
 // 'MLPStep/workers=1/blas=1' ./runtime, FLOWPS_SGEMM set per run, five
 // interleaved rounds, load 4.6-8.4), examples per CPU-second: auto 20421,
 // native 20739, openblas 12306, gonum 3983; PyTorch 1.13 on one OpenBLAS
-// thread, same sitting: 12252. BenchmarkCNNStep (three rounds): auto
-// 238, native 196, openblas 171, gonum 58.
+// thread, same sitting: 12252. A second sitting at load 3.1-3.9: auto
+// 24068, native 23385, openblas 12921, gonum 4355, PyTorch 14182.
+// BenchmarkCNNStep (three rounds, load 3.9-7.9): auto 238, native 196,
+// openblas 171, gonum 58.
 package blas
