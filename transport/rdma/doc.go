@@ -153,21 +153,22 @@
 //
 // # Performance
 //
-// Measured 2026-12-03 on 2 shared cores (load average 4.6-8.5), medians
+// Measured 2026-12-03 on 2 shared cores (load average 3.0-7.5), medians
 // of three runs of `go run -tags rdma ./benchmarks/transport --transports
 // tcp,grpc-echo,grpc,inproc,rdma-tcp,rdma-shm --sizes 4KiB,4MiB,64MiB
 // --ops push,pull` (and with --child); benchmarks/transport/README.md has
 // the tables. rdma-shm against the grpc rows of the same run, at 4 MiB:
-// push 1.90× in this process, 2.05× with the server in a child process;
-// pull 2.80× and 3.23×. 4 KiB p50 with a child server: 190 µs (1200 µs
-// before the doorbell). Per 4 MiB push the server spends about 0.55 ms in
-// shm's one copy (process_vm_readv, which runs at 3-4 GB/s here against
-// 8-19 GB/s for memmove) and 0.7 ms in ps.Server's finiteness check and
-// SGD; the client sends the gradient from its own memory (no copy from
-// 256 KiB up). A 4 MiB pull makes three passes: ps.Server into the frame,
-// shm's copy into the client's area, the decode into Dst. Under load the
-// wall time is about 2.5× the CPU time of both processes, so what is left
-// is CPU: shm's copy and ps.Server's two passes.
+// pull 4.43× in this process, 4.02× with the server in a child process;
+// push 3.18× and 2.68× (before this work: pull 1.58× and 1.89×, push
+// 1.40× and 1.75×). 4 KiB p50 with a child server: ~150 µs (1200 µs
+// before the doorbell). With shared areas a 4 MiB push costs the client's
+// copy of the gradient into the frame and ps.Server's finiteness check
+// and SGD in place (~0.7 ms); a pull, ps.Server's copy into the frame and
+// the decode into Dst. With private areas (tcp, verbs, NoSharedArea) the
+// provider's copy comes on top: shm's process_vm_readv runs at 3-4 GB/s
+// here. Under load the wall time is a multiple of the CPU time of both
+// processes: what is left is CPU, mostly ps.Server's two passes over a
+// pushed gradient.
 //
 // # shm
 //
