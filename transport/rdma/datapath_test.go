@@ -180,3 +180,34 @@ func TestSharedAreaChecks(t *testing.T) {
 		t.Errorf("mapped a file that is not the handshake's memfd")
 	}
 }
+
+// unwrapper forwards to a Service and exposes it, as cmd/psd's metrics
+// wrapper does.
+type unwrapper struct{ ps.Service }
+
+func (u unwrapper) Unwrap() ps.Service { return u.Service }
+
+func TestAliasOnlyForPSServer(t *testing.T) {
+	cfg := ps.DefaultServerConfig()
+	cfg.ID = "ps-alias"
+	srv, err := ps.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, c := range []struct {
+		name string
+		svc  ps.Service
+		want bool
+	}{
+		{"ps.Server", srv, true},
+		{"wrapped ps.Server", unwrapper{unwrapper{srv}}, true},
+		{"other service", newFakeService(), false},
+		{"wrapped other service", unwrapper{newFakeService()}, false},
+		{"opaque wrapper of ps.Server", struct{ ps.Service }{srv}, false},
+	} {
+		if got := isPSServer(c.svc); got != c.want {
+			t.Errorf("%s: pushes aliased %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -93,7 +93,9 @@
 // been forwarding it to replicas (any failure but a validation error) may
 // leave a sender cut off by the context, such as a gRPC stream being
 // reset, still reading the pages, so its answer is held back 250 ms before
-// the client may reuse them. Other services get copies. (A client that
+// the client may reuse them. A wrapper that exposes Unwrap() ps.Service,
+// such as psd's metrics wrapper, is taken to forward calls and keep
+// nothing; other services get copies. (A client that
 // wrote into an extent it had sent would change a gradient under
 // ps.Server's checks; this package's client never does: even a cancelled
 // call keeps its extent until the answer lands.)

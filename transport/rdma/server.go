@@ -117,7 +117,7 @@ func NewServer(svc ps.Service, cfg ServerConfig) (*Server, error) {
 		// ps.Server copies what it keeps of a gradient (the sync-mode sum,
 		// a replication op buffered out of order) and forwards it to the
 		// replicas inside the call. Another Service may retain req's
-		// slices, so its pushes get copies.
+		// slices, so its pushes get copies (see isPSServer for wrappers).
 		alias:      isPSServer(svc),
 		holdFailed: aliasHold,
 	}
@@ -824,10 +824,21 @@ func pullResp(a *frameAlloc, resp *ps.PullResponse, zeroCopy bool) (kind uint32,
 }
 
 // isPSServer reports whether svc is a *ps.Server, whose Push keeps no
-// reference to the request's gradients once it returned.
+// reference to the request's gradients once it returned, or wraps one: a
+// wrapper that exposes Unwrap() ps.Service (as cmd/psd's metrics wrapper
+// does) is taken to forward each call and keep nothing of it.
 func isPSServer(svc ps.Service) bool {
-	_, ok := svc.(*ps.Server)
-	return ok
+	for range 8 {
+		if _, ok := svc.(*ps.Server); ok {
+			return true
+		}
+		u, ok := svc.(interface{ Unwrap() ps.Service })
+		if !ok {
+			return false
+		}
+		svc = u.Unwrap()
+	}
+	return false
 }
 
 // inflight counts requests being served (tests).
