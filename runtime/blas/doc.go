@@ -37,13 +37,15 @@
 // With native and OpenBLAS both present, the mode is auto and Backend()
 // says "openblas+native(auto)". Neither is faster everywhere, and which
 // one wins depends on the machine, so nothing is decided in advance: the
-// first 2×5 calls of each shape (transposes, m, n, k, and OpenBLAS's
-// thread count) alternate between the two, each timed; then the one with
-// the better best time takes that shape for good (OpenBLAS must be 2%
-// faster to beat native, so near-ties go one way). The timed calls
-// compute their products as usual, so the calibration costs only the few
-// calls that ran on the slower kernel. Choices() lists the shapes with the
-// winner and both best times, for a log line or a debug page:
+// first call of each shape (transposes, m, n, k, and OpenBLAS's thread
+// count) runs each candidate 5 times, interleaved and timed, on its own
+// operands into a scratch copy of C; the one with the better best time
+// takes that shape for good (OpenBLAS must be 2% faster to beat native, so
+// near-ties go one way), and computes the call's real result. That costs
+// ten extra products per shape once per process, and keeps every result
+// of a shape, the first included, from one kernel. Choices() lists the
+// shapes with the winner and both best times, for a log line or a debug
+// page:
 //
 //	for _, c := range blas.Choices() {
 //		logger.Info("sgemm", "shape", c.String())
@@ -53,9 +55,10 @@
 // With one backend present (no -tags openblas, or a CPU without AVX2)
 // that one runs every call and Backend() names it.
 //
-// Results are correct either way, but the two kernels round differently:
-// a run that must repeat bit for bit across processes should fix the
-// backend.
+// Results are correct either way, but the two kernels round differently.
+// Within a process a shape always gets the same kernel; another process
+// may time a near-tie the other way, so a run that must repeat bit for bit
+// across processes should fix the backend (FLOWPS_SGEMM).
 //
 // # Override
 //

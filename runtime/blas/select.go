@@ -33,11 +33,11 @@ func (b backendID) String() string {
 	return "timing"
 }
 
-// trials is how many calls of a shape each candidate gets in the auto
-// mode before the faster (by its best time) takes the shape for good. The
-// best of several interleaved calls discards the first call's one-time
-// costs (OpenBLAS's buffers, the native pack buffers, cold caches) and
-// calls that another process preempted.
+// trials is how many times each candidate computes a shape's first call
+// in the auto mode before the faster (by its best time) takes the shape
+// for good. The best of several interleaved runs discards the first run's
+// one-time costs (OpenBLAS's buffers, the native pack buffers, cold
+// caches) and runs that another process preempted.
 const trials = 5
 
 // tieMargin: a candidate listed later in candidates (OpenBLAS) must beat
@@ -173,8 +173,7 @@ type shapeKey struct {
 // shapeStat is the timing record of one shape.
 type shapeStat struct {
 	decided atomic.Uint32 // backendID once chosen, 0 while timing
-	mu      sync.Mutex
-	next    int
+	mu      sync.Mutex    // held while timing
 	runs    [2]int
 	best    [2]time.Duration
 }
@@ -187,9 +186,13 @@ func resetShapes() {
 	}
 }
 
-// sgemmAuto runs one call in the auto mode: through the shape's chosen
-// backend, or, while the shape is being timed, through the candidate
-// whose turn it is, timing it.
+// sgemmAuto runs one call in the auto mode, through the shape's chosen
+// backend. The first call of a shape chooses it first: each candidate
+// computes the same product trials times, interleaved and timed, into a
+// scratch copy of C, and the one with the better best time takes the
+// shape. So every result of a shape, the first one included, comes from
+// the same kernel, and a process computes the same numbers whatever
+// moment it first met a shape (calls of that shape wait for the choice).
 func sgemmAuto(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	key := shapeKey{tA: tA, tB: tB, threads: curThreads.Load(), m: m, n: n, k: k}
 	v, ok := shapes.Load(key)
@@ -204,34 +207,42 @@ func sgemmAuto(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b 
 		}
 	}
 	st := v.(*shapeStat)
-	if d := st.decided.Load(); d != 0 {
-		run(backendID(d), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
+	d := st.decided.Load()
+	if d == 0 {
+		mu.Lock()
+		cands := candidates
+		mu.Unlock()
+		d = st.choose(cands, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}
-	mu.Lock()
-	cands := candidates
-	mu.Unlock()
-	st.mu.Lock()
-	i := st.next
-	st.next = (st.next + 1) % len(cands)
-	st.mu.Unlock()
-	t0 := time.Now()
-	run(cands[i], tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	dt := time.Since(t0)
+	run(backendID(d), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// choose times every candidate on this call's operands, unless another
+// goroutine chose while this one waited, and returns the choice.
+func (st *shapeStat) choose(cands []backendID, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) uint32 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.runs[i] == 0 || dt < st.best[i] {
-		st.best[i] = dt
+	if d := st.decided.Load(); d != 0 {
+		return d
 	}
-	st.runs[i]++
-	if st.decided.Load() != 0 {
-		return
+	span := ldc*(m-1) + n // the part of c the product touches
+	scratch := make([]float32, span)
+	for r := 0; r < trials; r++ {
+		for i, be := range cands {
+			if beta != 0 {
+				copy(scratch, c[:span])
+			}
+			t0 := time.Now()
+			run(be, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, scratch, ldc)
+			dt := time.Since(t0)
+			if st.runs[i] == 0 || dt < st.best[i] {
+				st.best[i] = dt
+			}
+			st.runs[i]++
+		}
 	}
 	w := 0
 	for j := range cands {
-		if st.runs[j] < trials {
-			return
-		}
 		if float64(st.best[j]) < float64(st.best[w])*(1-tieMargin) {
 			w = j
 		}
@@ -240,6 +251,7 @@ func sgemmAuto(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b 
 	if n := wins[cands[w]].Add(1); n > wins[fallback.Load()].Load() {
 		fallback.Store(uint32(cands[w]))
 	}
+	return uint32(cands[w])
 }
 
 // Choice is the auto mode's record of one shape.

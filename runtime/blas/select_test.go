@@ -139,6 +139,33 @@ func TestAutoChooses(t *testing.T) {
 	})
 }
 
+// TestAutoRepeatsItself checks that every call of a shape in the auto mode,
+// from the first on, gives the same bits: the two kernels round
+// differently, so a first call answered by the other kernel than the rest
+// would make a training run depend on when it met each shape.
+func TestAutoRepeatsItself(t *testing.T) {
+	withBackend(t, "auto", func() {
+		r := rand.New(rand.NewPCG(21, 22))
+		const m, n, k = 130, 70, 300
+		a, b := rndMat(r, m*k), rndMat(r, k*n)
+		c0 := rndMat(r, m*n)
+		var first []float32
+		for i := 0; i < 2*trials+2; i++ {
+			c := append([]float32(nil), c0...)
+			Sgemm(false, true, m, n, k, 1, a, k, b, k, 0.5, c, n)
+			if first == nil {
+				first = c
+				continue
+			}
+			for j := range c {
+				if math.Float32bits(c[j]) != math.Float32bits(first[j]) {
+					t.Fatalf("call %d: c[%d] = %v, first call gave %v (%v)", i, j, c[j], first[j], Choices())
+				}
+			}
+		}
+	})
+}
+
 // TestAutoConcurrent calls several shapes from several goroutines while
 // they are being timed (run it with -race).
 func TestAutoConcurrent(t *testing.T) {
