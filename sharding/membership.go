@@ -137,6 +137,8 @@ type Membership struct {
 	log  *slog.Logger
 	prof profile
 	ml   *memberlist.Memberlist
+	// mlWriter carries memberlist's log lines to log until Shutdown.
+	mlWriter *slogWriter
 	// seeds is cfg.Seeds, copied.
 	seeds []string
 
@@ -214,22 +216,24 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 	}
 
 	logger = logger.With("node", self.ID)
-	mlLog := log.New(&slogWriter{log: logger.With("component", "memberlist")}, "", 0)
+	mlWriter := &slogWriter{log: logger.With("component", "memberlist")}
+	mlLog := log.New(mlWriter, "", 0)
 	nt, err := bindTransport(bindHost, bindPort, mlLog)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrBind, cfg.BindAddr, err)
 	}
 
 	m := &Membership{
-		log:     logger,
-		prof:    prof,
-		seeds:   slices.Clone(cfg.Seeds),
-		self:    self,
-		meta:    meta,
-		members: make(map[string]Member),
-		failed:  make(map[string]failedMember),
-		subs:    make(map[chan View]struct{}),
-		done:    make(chan struct{}),
+		mlWriter: mlWriter,
+		log:      logger,
+		prof:     prof,
+		seeds:    slices.Clone(cfg.Seeds),
+		self:     self,
+		meta:     meta,
+		members:  make(map[string]Member),
+		failed:   make(map[string]failedMember),
+		subs:     make(map[chan View]struct{}),
+		done:     make(chan struct{}),
 	}
 	mc := prof.ml()
 	mc.Name = self.ID
@@ -633,6 +637,10 @@ func (m *Membership) Shutdown() error {
 	err := m.ml.Shutdown()
 	m.lifeMu.Unlock()
 	m.wg.Wait()
+	// memberlist's timers may still fire a probe that logs after its
+	// Shutdown returned; nothing of this node may write to the caller's
+	// logger once ours has.
+	m.mlWriter.close()
 	m.mu.Lock()
 	m.ended = true
 	for ch := range m.subs {
@@ -733,12 +741,28 @@ func (m *Membership) upsert(n *memberlist.Node, event string) {
 	m.log.Info("member "+event, "member", mem.ID, "role", mem.Role, "gossip", mem.Gossip, "epoch", m.epoch)
 }
 
-// slogWriter adapts memberlist's log.Logger output to slog.
-type slogWriter struct{ log *slog.Logger }
+// slogWriter adapts memberlist's log.Logger output to slog. After close it
+// drops every line: a close waits for a Write in progress.
+type slogWriter struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	closed bool
+}
+
+func (w *slogWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
 
 var _ io.Writer = (*slogWriter)(nil)
 
 func (w *slogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
 	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
 		s := string(line)
 		level := slog.LevelInfo

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -487,4 +488,47 @@ func TestMembershipReconnectsFailedMember(t *testing.T) {
 		return sees(nodes[0], "n1", "n2", "n3") && sees(back, "n1", "n2", "n3")
 	})
 	t.Logf("failed member merged back %v after it came back", took)
+}
+
+// lockedBuffer is a log destination the race detector may watch.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
+}
+
+// Once Shutdown returns, memberlist's late goroutines (a probe timer that
+// fires after its Shutdown) log nothing into the caller's logger, which the
+// caller may then read or free: a trainer's stderr buffer raced with a
+// probe's log line.
+func TestNoGossipLogsAfterShutdown(t *testing.T) {
+	var buf lockedBuffer
+	m, err := NewMembership(MembershipConfig{
+		Self:     Member{ID: "quiet", Role: RolePS, Addr: "127.0.0.1:1", Host: "h"},
+		BindAddr: "127.0.0.1:0",
+		Profile:  ProfileLocal,
+		Logger:   slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	before := buf.Len()
+	m.mlWriter.Write([]byte("[DEBUG] memberlist: a probe after shutdown\n"))
+	if after := buf.Len(); after != before {
+		t.Errorf("a memberlist line after Shutdown reached the logger (%d -> %d bytes)", before, after)
+	}
 }
