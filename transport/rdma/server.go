@@ -824,21 +824,12 @@ func pullResp(a *frameAlloc, resp *ps.PullResponse, zeroCopy bool) (kind uint32,
 }
 
 // isPSServer reports whether svc is a *ps.Server, whose Push keeps no
-// reference to the request's gradients once it returned, or wraps one: a
-// wrapper that exposes Unwrap() ps.Service (as cmd/psd's metrics wrapper
-// does) is taken to forward each call and keep nothing of it.
+// reference to the request's gradients once it returned, or wraps one
+// (ps.ServerOf: a wrapper that declares Unwrap forwards each call and
+// keeps nothing of it, as psd's metrics wrapper does).
 func isPSServer(svc ps.Service) bool {
-	for range 8 {
-		if _, ok := svc.(*ps.Server); ok {
-			return true
-		}
-		u, ok := svc.(interface{ Unwrap() ps.Service })
-		if !ok {
-			return false
-		}
-		svc = u.Unwrap()
-	}
-	return false
+	_, ok := ps.ServerOf(svc)
+	return ok
 }
 
 // inflight counts requests being served (tests).
