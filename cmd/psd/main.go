@@ -52,6 +52,7 @@ func main() {
 type config struct {
 	ID        string
 	Listen    string
+	DataAddr  string // --data-listen
 	Gossip    string
 	Advertise string
 	Join      []string
@@ -77,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.ID, "id", host, "unique id of this node in the cluster")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7000", "HOST:PORT the gRPC parameter service listens on (port 0 picks a free one)")
+	fs.StringVar(&c.DataAddr, "data-listen", "", "HOST:PORT of the data path, a plain TCP (TLS with --tls-*) connection beside the gRPC one that carries pulls and pushes without HTTP/2 framing; empty: --listen's host at a free port, which clients learn over gRPC; off: pulls and pushes over gRPC only")
 	fs.StringVar(&c.Gossip, "gossip", "127.0.0.1:7946", "HOST:PORT memberlist binds for gossip (TCP and UDP)")
 	fs.StringVar(&c.Advertise, "advertise", "", "HOST to advertise to peers when --listen/--gossip bind a wildcard address (default: the bind host)")
 	join := fs.String("join", "", "comma-separated gossip addresses HOST:PORT of existing members to join; empty starts a new cluster")

@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	defer ck.stop()
 
-	n.grpc = grpctransport.NewServer(observed(n.server, n.metrics), grpctransport.ServerConfig{TLS: cfg.GRPCServerTLS, Logger: log.With("component", "grpc")})
+	n.grpc = grpctransport.NewServer(observed(n.server, n.metrics), grpctransport.ServerConfig{TLS: cfg.GRPCServerTLS, DataAddr: cfg.DataAddr, Logger: log.With("component", "grpc")})
 	if err := n.grpc.RegisterReplication(); err != nil {
 		return err
 	}

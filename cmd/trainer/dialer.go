@@ -21,6 +21,7 @@ func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.
 	g := grpctransport.NewDialer(grpctransport.DialerConfig{
 		Compression:      cfg.Compress,
 		GradientEncoding: cfg.GradEncoding,
+		DataPath:         dataPath(cfg.DataPath),
 		TLS:              cfg.Security.TLS,
 		Logger:           logger.With("component", "grpc"),
 	})
@@ -38,4 +39,12 @@ func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.
 		return nil, nil, fmt.Errorf("--transport %s --rdma-provider %q: %w", cfg.Transport, cfg.RDMAProvider, err)
 	}
 	return d, g.Close, nil
+}
+
+// dataPath maps --data-path to grpctransport.DialerConfig.DataPath.
+func dataPath(flag string) string {
+	if flag == "off" {
+		return grpctransport.DataPathOff
+	}
+	return ""
 }

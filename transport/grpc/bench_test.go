@@ -32,8 +32,9 @@ import (
 //
 //	go test ./transport/grpc -run '^$' -bench . -benchtime 2s
 //
-// FLOWPS_BENCH_CHUNK, _WINDOW, _RBUF, _BUF (write), _CONNS and _ENC
-// (GradientEncoding) override the config for tuning sweeps.
+// FLOWPS_BENCH_CHUNK, _WINDOW, _RBUF, _BUF (write), _CONNS, _ENC
+// (GradientEncoding) and _DATAPATH (DialerConfig.DataPath: "off" for
+// gRPC only) override the config for tuning sweeps.
 
 var benchSizes = []int{4 << 10, 4 << 20, 64 << 20}
 
@@ -125,7 +126,7 @@ func BenchmarkPushPull(b *testing.B) {
 				ReadBufferBytes: envInt("FLOWPS_BENCH_RBUF"), WriteBufferBytes: envInt("FLOWPS_BENCH_BUF")}
 			dcfg := DialerConfig{Compression: comp, ChunkBytes: scfg.ChunkBytes, WindowBytes: scfg.WindowBytes,
 				ReadBufferBytes: scfg.ReadBufferBytes, WriteBufferBytes: scfg.WriteBufferBytes, ConnsPerPeer: envInt("FLOWPS_BENCH_CONNS"),
-				GradientEncoding: os.Getenv("FLOWPS_BENCH_ENC")}
+				GradientEncoding: os.Getenv("FLOWPS_BENCH_ENC"), DataPath: os.Getenv("FLOWPS_BENCH_DATAPATH")}
 			addr, stop := serve(b, &benchService{values: values}, scfg)
 			d := NewDialer(dcfg)
 			svc, err := d.Dial(context.Background(), addr)

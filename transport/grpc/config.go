@@ -76,6 +76,11 @@ type ServerConfig struct {
 	// StopTimeout is how long Stop lets calls in flight finish before it
 	// cuts them off. Zero means DefaultStopTimeout.
 	StopTimeout time.Duration
+	// DataAddr is where the data path listens (see doc.go, "Data path"):
+	// "" means the host Serve's listener is on, at a free port; a
+	// HOST:PORT listens there; DataPathOff serves every call over gRPC.
+	// The data path uses TLS when TLS is set.
+	DataAddr string
 }
 
 // DialerConfig configures a Dialer. The zero value dials plaintext without
@@ -115,6 +120,11 @@ type DialerConfig struct {
 	// rejects as non-finite unless the variable allows it) and those below
 	// about 6e-8 into 0. Pulls are always exact.
 	GradientEncoding string
+	// DataPath chooses how Pull and Push travel: "" uses a server's data
+	// path when it offers one (see doc.go, "Data path") and gRPC
+	// otherwise; DataPathOff always uses gRPC. Compression other than
+	// none also keeps calls on gRPC (the data path does not compress).
+	DataPath string
 	// Keepalive is the ping interval and timeout on connections with calls
 	// in flight (see DefaultKeepalive). Zero means DefaultKeepalive; a
 	// negative value turns pings off. Values below 10s are raised to 10s,
@@ -211,6 +221,11 @@ func (c DialerConfig) resolve() (common, error) {
 		if encoding.GetCompressor(c.Compression) == nil {
 			return common{}, fmt.Errorf("grpctransport: unknown compression %q", c.Compression)
 		}
+	}
+	switch c.DataPath {
+	case "", DataPathOff:
+	default:
+		return common{}, fmt.Errorf("grpctransport: unknown DataPath %q (want \"\" or %q)", c.DataPath, DataPathOff)
 	}
 	if c.ConnsPerPeer < 0 {
 		return common{}, fmt.Errorf("grpctransport: negative ConnsPerPeer %d", c.ConnsPerPeer)

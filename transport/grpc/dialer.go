@@ -28,6 +28,8 @@ type Dialer struct {
 	enc    pb.ValueEncoding
 	// pushElems is the values per Push frame: ChunkBytes of the encoding.
 	pushElems int
+	// useData says calls try servers' data paths (DialerConfig.DataPath).
+	useData bool
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -40,6 +42,7 @@ type peer struct {
 	ccs  []*grpc.ClientConn
 	refs int
 	next atomic.Uint64
+	data *dataPeer // nil when the data path is not used
 }
 
 func (p *peer) conn() *grpc.ClientConn {
@@ -50,6 +53,9 @@ func (p *peer) conn() *grpc.ClientConn {
 }
 
 func (p *peer) close() {
+	if p.data != nil {
+		p.data.close()
+	}
 	for _, cc := range p.ccs {
 		cc.Close()
 	}
@@ -67,6 +73,7 @@ func NewDialer(cfg DialerConfig) *Dialer {
 	}
 	d.enc, _ = valueEncoding(cfg.GradientEncoding) // checked by resolve
 	d.pushElems = d.c.chunkElems * 4 / valueBytes(d.enc)
+	d.useData = cfg.DataPath != DataPathOff && (cfg.Compression == "" || cfg.Compression == CompressionNone) && littleEndian
 	callOpts := []grpc.CallOption{
 		grpc.ForceCodecV2(newCodec()),
 		grpc.MaxCallRecvMsgSize(d.c.maxMessageBytes),
@@ -117,6 +124,9 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 	p := d.peers[addr]
 	if p == nil {
 		p = &peer{addr: addr}
+		if d.useData {
+			p.data = &dataPeer{d: d, addr: addr}
+		}
 		for i := 0; i < d.cfg.ConnsPerPeer; i++ {
 			cc, err := grpc.NewClient("passthrough:///"+addr, d.opts...)
 			if err != nil {
@@ -211,6 +221,11 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 	if err := c.check(ctx, "pull"); err != nil {
 		return nil, err
 	}
+	if c.p.data != nil {
+		if dc := c.p.data.get(ctx, c.p); dc != nil {
+			return c.dataPull(ctx, dc, req)
+		}
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.p.conn().NewStream(sctx, &pb.ParameterServer_ServiceDesc.Streams[0], pb.ParameterServer_Pull_FullMethodName)
@@ -256,6 +271,11 @@ func (c *client) Pull(ctx context.Context, req *ps.PullRequest) (*ps.PullRespons
 func (c *client) Push(ctx context.Context, req *ps.PushRequest) (*ps.PushResponse, error) {
 	if err := c.check(ctx, "push"); err != nil {
 		return nil, err
+	}
+	if c.p.data != nil {
+		if dc := c.p.data.get(ctx, c.p); dc != nil {
+			return c.dataPush(ctx, dc, req)
+		}
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -56,6 +56,38 @@
 // unzeroed, for a later one; after a failed Push, and for any other
 // Service, it is left to the garbage collector.
 //
+// # Data path
+//
+// Pull and Push calls normally do not travel over gRPC at all but over the
+// server's data path (datapath.go): a plain TCP connection (TLS when the
+// Server has a TLS config, with the same certificates and ALPN
+// "flowps-data/1") to a second port, which Serve opens on the gRPC
+// listener's host (ServerConfig.DataAddr: another address, or DataPathOff)
+// and which clients learn with the DataPath RPC the first time they call a
+// server. Each connection carries one call at a time: a 16-byte prefix, a
+// protobuf header (the same PullRequest, PullHeader, PushHeader and
+// PushResponse messages as above) and the values as raw little-endian
+// bytes. The sender hands the kernel views of its tensors (one writev) and
+// the receiver reads straight into the destination: a pull into the
+// caller's PullPart.Dst, a push into the server's pooled array, which is
+// why the data path is cheaper than gRPC, whose write buffer, read buffer
+// and 16 KiB frames add three copies per byte and whose per-call overhead
+// is about five times a raw exchange's (see Performance). A client keeps up
+// to eight idle connections per server; cancelling a call closes its
+// connection, which the server notices and cancels the call's context. While
+// a call runs the server sends a heartbeat every keepalive interval the
+// client asked for, and a client that hears nothing for two intervals
+// fails the call with ps.ErrUnavailable (with TCP_USER_TIMEOUT bounding
+// unacknowledged writes on Linux), as gRPC's pings do. Errors cross as a
+// pb.DataError (ps code and text), with the same sentinels as over gRPC.
+//
+// gRPC keeps Create, replication, discovery, and every call when the
+// data path is off (DialerConfig.DataPath = DataPathOff, or a server with
+// DataAddr DataPathOff), when the client compresses (the data path does
+// not), when the server predates it (DataPath answers Unimplemented), or
+// while a server's data path cannot be reached (logged; retried after 2 s).
+// A server's data port must be reachable wherever its gRPC port is.
+//
 // # Gradient encoding
 //
 // DialerConfig.GradientEncoding "bf16" or "fp16" sends pushed gradients as
@@ -166,6 +198,55 @@
 // clone; a cheaper push check and apply) or a data path beside gRPC for
 // large tensors (raw TCP or TLS streams negotiated over gRPC, as
 // transport/rdma negotiates its regions).
+//
+// Issue 3 (2026-12-03, load average 1-5; binaries interleaved, 2-3 rounds
+// each; the benchmarks/transport rows pull into PullPart.Dst as ps.Client
+// does). Kept, in order:
+//
+//   - Pulls decode into the caller's PullPart.Dst, and the server copies
+//     each pulled partition once, into pooled arrays handed to gRPC as
+//     reference-counted mem.Buffers (pullbuf.go): pull GB/s 0.30× / 0.26×
+//     → 0.42× / 0.38× of tcp at 4 MiB, 0.32× / 0.28× → 0.69× / 0.54× at
+//     64 MiB (load 5.7).
+//
+//   - psd serves its ps.Server through a metrics wrapper, so the pooled
+//     push and pull arrays never applied there; ps.ServerOf looks through
+//     wrappers that declare Unwrap: in psd's profile during training, GC
+//     mark 19 % → 1 %, large allocations 9 % → 0.
+//
+//   - The data path (above): BenchmarkMLPStepComm, one sync step of the
+//     training benchmark's MLP without compute, 2.1-2.7 ms and 2.4-3.1 ms
+//     of CPU per step against 5.3-6.1 ms and 5.3-6.7 ms over gRPC (load
+//     3); BenchmarkPushPull (a fake service, fresh arrays) 4 KiB p50
+//     74-101 µs against 209-244 µs, 4 MiB 1.10-1.21 GB/s against
+//     0.66-0.75 GB/s; benchmarks/transport in the table below.
+//
+// benchmarks/transport, the grpc row over tcp's, before the data path
+// (527e35a) and with it, three rounds each, load 0.8-1.4:
+//
+//	             4 KiB push  4 KiB pull  4 MiB push  4 MiB pull  64 MiB push  64 MiB pull
+//	gRPC path    0.10-0.12   0.12-0.13   0.43-0.48   0.50-0.57   0.50-0.53    0.61-0.65
+//	data path    0.30-0.32   0.29-0.33   0.59-0.72   0.96-1.03   0.64         0.80-0.89
+//
+// Pushes stay below raw TCP because the server checks and applies each
+// gradient before it answers (the inproc row, with no wire, is 0.93-0.99×
+// at 4 MiB push: gradient and partition do not fit in the 8 MiB L3
+// together); pulls reach raw TCP at 4 MiB.
+//
+// Measured and not kept:
+//
+//   - Starting the data path's watch of an idle client only after a call
+//     ran 2 ms (to spare fast calls a read and its interruption): 74-95 µs
+//     per 4 KiB call either way.
+//
+//   - Splitting the MLP's first layer (784×256, 85 % of a step's bytes)
+//     into 2, 4 or 8 partitions and pushing then pulling them concurrently,
+//     or one after another with each pull started as its push is
+//     acknowledged (a P3-style pipeline), over gRPC with one ps.Server in
+//     the process: per step 3.6-3.8 ms for one request each way, 3.9-4.3
+//     (2 parts), 5.1-5.5 (4) and 6.2-6.8 ms (8) concurrent, 4.3-4.4, 6.2-6.9
+//     and 6.2-7.1 ms pipelined (load 4-6): on 2 cores the extra requests
+//     cost more CPU than the overlap saves.
 //
 // Replication. A Server whose Service also implements ps.Replicator (a
 // ps.Server with replication on) serves the flowps.v1.Replication service

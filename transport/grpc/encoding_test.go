@@ -122,8 +122,15 @@ func TestPushGradientEncoding(t *testing.T) {
 	dense := gradients(30001, 5)
 	sparse := gradients(3*7, 6)
 	for _, enc := range []string{"", EncodingFloat32, EncodingBF16, EncodingFP16} {
-		for _, chunk := range []int{4100, 0} {
-			d := NewDialer(DialerConfig{GradientEncoding: enc, ChunkBytes: chunk})
+		// Over gRPC in two chunk sizes, and over the data path (whose
+		// server decodes 2-byte values in 32 KiB pieces: 30001 values
+		// straddle them).
+		for _, chunk := range []int{4100, 0, -1} {
+			cfg := DialerConfig{GradientEncoding: enc, ChunkBytes: chunk, DataPath: DataPathOff}
+			if chunk < 0 {
+				cfg.ChunkBytes, cfg.DataPath = 0, ""
+			}
+			d := NewDialer(cfg)
 			svc, err := d.Dial(context.Background(), addr)
 			if err != nil {
 				t.Fatal(err)

@@ -67,7 +67,11 @@ func fromStatus(ctx context.Context, op, addr string, err error) error {
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
-			return ps.ErrorFromCode(ps.Code(info.GetReason()), st.Message())
+			// A failed call whose detail names no error (a peer's bug)
+			// falls through to the status code: never a nil error.
+			if perr := ps.ErrorFromCode(ps.Code(info.GetReason()), st.Message()); perr != nil {
+				return perr
+			}
 		}
 	}
 	var sentinel error

@@ -33,12 +33,19 @@ func TestConformanceVariants(t *testing.T) {
 	for name, cfg := range map[string]DialerConfig{
 		"s2":                 {Compression: CompressionS2},
 		"zstd":               {Compression: CompressionZstd},
-		"smallchunks-3conns": {ChunkBytes: 4100, ConnsPerPeer: 3},
+		"smallchunks-3conns": {ChunkBytes: 4100, ConnsPerPeer: 3, DataPath: DataPathOff},
+		"nodatapath":         {DataPath: DataPathOff},
 	} {
 		h := harness(name, cfg)
 		h.LargeBytes = 8<<20 + 12
 		transporttest.Run(t, h)
 	}
+	// The data path over TLS.
+	stls, ctls := selfSigned(t)
+	h := harness("tls", DialerConfig{TLS: ctls})
+	h.Serve = func(t *testing.T, svc ps.Service) (string, func()) { return serve(t, svc, ServerConfig{TLS: stls}) }
+	h.LargeBytes = 8<<20 + 12
+	transporttest.Run(t, h)
 }
 
 // selfSigned returns server and client TLS configs for 127.0.0.1.

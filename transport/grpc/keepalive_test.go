@@ -21,6 +21,13 @@ type blackhole struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  []net.Conn
+	n      int // connections accepted
+}
+
+func (b *blackhole) accepted() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
 }
 
 func newBlackhole(t *testing.T, target string) *blackhole {
@@ -44,6 +51,7 @@ func newBlackhole(t *testing.T, target string) *blackhole {
 			}
 			b.mu.Lock()
 			b.conns = append(b.conns, c, s)
+			b.n++
 			b.mu.Unlock()
 			b.wg.Add(2)
 			go b.pipe(c, s)
@@ -83,6 +91,19 @@ func TestKeepaliveDetectsSilentPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes gRPC's minimum keepalive of 10s")
 	}
+	for _, path := range []string{DataPathOff, ""} {
+		t.Run("datapath="+path, func(t *testing.T) {
+			t.Parallel()
+			testKeepaliveDetectsSilentPartition(t, path)
+		})
+	}
+}
+
+// testKeepaliveDetectsSilentPartition blocks a pull on the server, then
+// silences the network between client and server (gRPC and, when used,
+// the data path both go through black holes): the pull fails with
+// ps.ErrUnavailable (gRPC's pings; the data path's heartbeats).
+func testKeepaliveDetectsSilentPartition(t *testing.T, path string) {
 	entered := make(chan struct{}, 1)
 	fake := &transporttest.Fake{PullFunc: func(ctx context.Context, _ *ps.PullRequest) (*ps.PullResponse, error) {
 		entered <- struct{}{}
@@ -91,13 +112,34 @@ func TestKeepaliveDetectsSilentPartition(t *testing.T) {
 	}}
 	addr, _ := serve(t, fake, ServerConfig{StopTimeout: 100 * time.Millisecond})
 	bh := newBlackhole(t, addr)
-	d := NewDialer(DialerConfig{Keepalive: minKeepalive})
+	d := NewDialer(DialerConfig{Keepalive: minKeepalive, DataPath: path})
 	defer d.Close()
 	svc, _ := d.Dial(context.Background(), bh.lis.Addr().String())
+	var dataHole *blackhole
+	if path == "" {
+		// Learn the data path, and send it through a black hole of its
+		// own.
+		c := svc.(*client)
+		p := c.p.data
+		p.learn(context.Background(), c.p)
+		p.mu.Lock()
+		if p.target == "" {
+			t.Fatal("the server offers no data path")
+		}
+		dataHole = newBlackhole(t, p.target)
+		p.target = dataHole.lis.Addr().String()
+		p.mu.Unlock()
+	}
 	errc := make(chan error, 1)
 	go func() { _, err := svc.Pull(context.Background(), &ps.PullRequest{}); errc <- err }()
 	<-entered
+	if path == "" && dataHole.accepted() == 0 {
+		t.Fatal("the pull did not take the data path")
+	}
 	bh.frozen.Store(true)
+	if dataHole != nil {
+		dataHole.frozen.Store(true)
+	}
 	start := time.Now()
 	select {
 	case err := <-errc:

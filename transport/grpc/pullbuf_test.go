@@ -39,7 +39,7 @@ func TestPullBuffersOutliveSendMsg(t *testing.T) {
 	// The stalled readers: a 64 KiB stream window that each never
 	// replenishes beyond the first frame. Several, because under -race
 	// sync.Pool drops a random quarter of what is put back.
-	slow := NewDialer(DialerConfig{WindowBytes: 64 << 10})
+	slow := NewDialer(DialerConfig{WindowBytes: 64 << 10, DataPath: DataPathOff})
 	defer slow.Close()
 	svc, err := slow.Dial(ctx, addr)
 	if err != nil {
@@ -80,7 +80,7 @@ func TestPullBuffersOutliveSendMsg(t *testing.T) {
 	for i := range grad {
 		grad[i] = 1
 	}
-	fast := NewDialer(DialerConfig{})
+	fast := NewDialer(DialerConfig{DataPath: DataPathOff})
 	defer fast.Close()
 	fsvc, err := fast.Dial(ctx, addr)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/transport/grpc/pb"
@@ -32,6 +31,9 @@ type Server struct {
 	// recycle says svc keeps no reference to a pushed gradient once Push
 	// returned successfully, so the handler may reuse its backing array.
 	recycle bool
+
+	dataMu sync.Mutex
+	data   *dataServer // nil until Serve starts it, or when off
 }
 
 // NewServer returns a server for svc. It does not listen; call Serve. An
@@ -78,6 +80,24 @@ func (s *Server) Serve(lis net.Listener) error {
 		lis.Close()
 		return s.cfgErr
 	}
+	s.dataMu.Lock()
+	select {
+	case <-s.stopped:
+		s.dataMu.Unlock()
+		lis.Close()
+		return nil
+	default:
+	}
+	if s.data == nil {
+		d, err := s.startDataPath(lis)
+		if err != nil {
+			s.dataMu.Unlock()
+			lis.Close()
+			return err
+		}
+		s.data = d
+	}
+	s.dataMu.Unlock()
 	s.c.logger.Info("grpc transport serving", "addr", lis.Addr().String(), "tls", s.cfg.TLS != nil)
 	err := s.gs.Serve(lis)
 	select {
@@ -97,24 +117,36 @@ func (s *Server) Serve(lis net.Listener) error {
 // the server has stopped and is idempotent. It does not Close the Service.
 func (s *Server) Stop() {
 	s.once.Do(func() {
+		s.dataMu.Lock()
 		close(s.stopped)
+		data := s.data
+		s.dataMu.Unlock()
 		if s.gs == nil {
 			return
 		}
+		// Both paths stop gracefully at once, within one StopTimeout.
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
+		defer cancel()
+		dataDone := make(chan struct{})
+		go func() { // owner: Stop, which waits for it
+			if data != nil {
+				data.stop(dctx)
+			}
+			close(dataDone)
+		}()
 		done := make(chan struct{})
 		go func() {
 			s.gs.GracefulStop()
 			close(done)
 		}()
-		t := time.NewTimer(s.cfg.StopTimeout)
-		defer t.Stop()
 		select {
 		case <-done:
-		case <-t.C:
+		case <-dctx.Done():
 			s.c.logger.Warn("grpc transport stop timed out; closing calls in flight", "timeout", s.cfg.StopTimeout)
 			s.gs.Stop()
 			<-done
 		}
+		<-dataDone
 	})
 }
 

@@ -16,8 +16,19 @@ import (
 // a ps.Server (sync, one worker, SGD) in this process, then pushes the six
 // gradients in backprop order, one call each, as the runtime does. Its
 // time is what a distributed step adds to a local one when nothing
-// overlaps; cpu-µs/op is client and server together.
+// overlaps; cpu-µs/op is client and server together. Sub-benchmarks: over
+// the data path (the default) and over gRPC alone.
 func BenchmarkMLPStepComm(b *testing.B) {
+	for _, path := range []string{"", DataPathOff} {
+		name := "datapath"
+		if path == DataPathOff {
+			name = "grpc"
+		}
+		b.Run(name, func(b *testing.B) { benchMLPStepComm(b, path) })
+	}
+}
+
+func benchMLPStepComm(b *testing.B, path string) {
 	ctx := context.Background()
 	srv, err := ps.NewServer(ps.ServerConfig{ID: "s"})
 	if err != nil {
@@ -31,7 +42,7 @@ func BenchmarkMLPStepComm(b *testing.B) {
 	gs := NewServer(srv, ServerConfig{})
 	go gs.Serve(lis)
 	defer gs.Stop()
-	d := NewDialer(DialerConfig{})
+	d := NewDialer(DialerConfig{DataPath: path})
 	defer d.Close()
 	c, err := ps.NewClient(ps.ClientConfig{Members: ps.StaticMembers{{ID: "s", Role: sharding.RolePS, Addr: lis.Addr().String()}}, Dialer: d})
 	if err != nil {

@@ -9,21 +9,28 @@ import (
 )
 
 // The server's wait at the sync barrier (ps.PullResponse.Waited) crosses
-// the wire.
+// the wire, on the data path and over gRPC.
 func TestPullCarriesServerWait(t *testing.T) {
-	ctx := context.Background()
 	srv, err := ps.NewServer(ps.ServerConfig{ID: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	spec := ps.VariableSpec{Name: "w", Shape: []int64{4}, Optimizer: ps.OptimizerSpec{LR: 1},
+	addr, _ := serve(t, srv, ServerConfig{})
+	for _, path := range []string{"", DataPathOff} {
+		t.Run("datapath="+path, func(t *testing.T) { testPullCarriesServerWait(t, srv, addr, path) })
+	}
+}
+
+func testPullCarriesServerWait(t *testing.T, srv *ps.Server, addr, path string) {
+	ctx := context.Background()
+	key := ps.PartKey{Var: "w" + path}
+	spec := ps.VariableSpec{Name: key.Var, Shape: []int64{4}, Optimizer: ps.OptimizerSpec{LR: 1},
 		Consistency: ps.Consistency{Mode: ps.Sync, Workers: 1}}
 	if _, err := srv.Create(ctx, &ps.CreateRequest{Spec: spec, Parts: []int{0}}); err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := serve(t, srv, ServerConfig{})
-	d := NewDialer(DialerConfig{})
+	d := NewDialer(DialerConfig{DataPath: path})
 	defer d.Close()
 	svc, err := d.Dial(ctx, addr)
 	if err != nil {
@@ -35,15 +42,16 @@ func TestPullCarriesServerWait(t *testing.T) {
 		err  error
 	}
 	done := make(chan result, 1)
+	waits := srv.Stats().StalenessWaits
 	go func() {
 		t0 := time.Now()
-		resp, err := svc.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: ps.PartKey{Var: "w"}, MinVersion: 1}}})
+		resp, err := svc.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: key, MinVersion: 1}}})
 		done <- result{resp, time.Since(t0), err}
 	}()
-	for srv.Stats().StalenessWaits == 0 {
+	for srv.Stats().StalenessWaits == waits {
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := svc.Push(ctx, &ps.PushRequest{Parts: []ps.PushPart{{Key: ps.PartKey{Var: "w"}, Grad: make([]float32, 4)}}}); err != nil {
+	if _, err := svc.Push(ctx, &ps.PushRequest{Parts: []ps.PushPart{{Key: key, Grad: make([]float32, 4)}}}); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done
@@ -53,7 +61,7 @@ func TestPullCarriesServerWait(t *testing.T) {
 	if r.resp.Waited <= 0 || r.resp.Waited > r.call {
 		t.Errorf("Waited %v, want in (0, %v]", r.resp.Waited, r.call)
 	}
-	resp, err := svc.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: ps.PartKey{Var: "w"}, MinVersion: 1}}})
+	resp, err := svc.Pull(ctx, &ps.PullRequest{Parts: []ps.PullPart{{Key: key, MinVersion: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

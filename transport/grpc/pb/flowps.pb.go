@@ -1222,6 +1222,150 @@ func (x *PushResponse) GetVersions() []int64 {
 	return nil
 }
 
+type DataPathRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataPathRequest) Reset() {
+	*x = DataPathRequest{}
+	mi := &file_flowps_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataPathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataPathRequest) ProtoMessage() {}
+
+func (x *DataPathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flowps_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataPathRequest.ProtoReflect.Descriptor instead.
+func (*DataPathRequest) Descriptor() ([]byte, []int) {
+	return file_flowps_proto_rawDescGZIP(), []int{16}
+}
+
+// DataPathInfo locates a server's data path: the port on the host the
+// client reached the gRPC server at (0: none) and the protocol version.
+type DataPathInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataPathInfo) Reset() {
+	*x = DataPathInfo{}
+	mi := &file_flowps_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataPathInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataPathInfo) ProtoMessage() {}
+
+func (x *DataPathInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_flowps_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataPathInfo.ProtoReflect.Descriptor instead.
+func (*DataPathInfo) Descriptor() ([]byte, []int) {
+	return file_flowps_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DataPathInfo) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *DataPathInfo) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// DataError is the header of a call that failed on the data path: the
+// ps.Code and the error's text.
+type DataError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataError) Reset() {
+	*x = DataError{}
+	mi := &file_flowps_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataError) ProtoMessage() {}
+
+func (x *DataError) ProtoReflect() protoreflect.Message {
+	mi := &file_flowps_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataError.ProtoReflect.Descriptor instead.
+func (*DataError) Descriptor() ([]byte, []int) {
+	return file_flowps_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DataError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *DataError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_flowps_proto protoreflect.FileDescriptor
 
 const file_flowps_proto_rawDesc = "" +
@@ -1317,15 +1461,23 @@ const file_flowps_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"*\n" +
 	"\fPushResponse\x12\x1a\n" +
-	"\bversions\x18\x01 \x03(\x03R\bversions*]\n" +
+	"\bversions\x18\x01 \x03(\x03R\bversions\"\x11\n" +
+	"\x0fDataPathRequest\"<\n" +
+	"\fDataPathInfo\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"9\n" +
+	"\tDataError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage*]\n" +
 	"\rValueEncoding\x12\x1a\n" +
 	"\x16VALUE_ENCODING_FLOAT32\x10\x00\x12\x17\n" +
 	"\x13VALUE_ENCODING_BF16\x10\x01\x12\x17\n" +
-	"\x13VALUE_ENCODING_FP16\x10\x022\xc1\x01\n" +
+	"\x13VALUE_ENCODING_FP16\x10\x022\x82\x02\n" +
 	"\x0fParameterServer\x12=\n" +
 	"\x06Create\x12\x18.flowps.v1.CreateRequest\x1a\x19.flowps.v1.CreateResponse\x126\n" +
 	"\x04Pull\x12\x16.flowps.v1.PullRequest\x1a\x14.flowps.v1.PullFrame0\x01\x127\n" +
-	"\x04Push\x12\x14.flowps.v1.PushFrame\x1a\x17.flowps.v1.PushResponse(\x01B,Z*github.com/flowps/flowps/transport/grpc/pbb\x06proto3"
+	"\x04Push\x12\x14.flowps.v1.PushFrame\x1a\x17.flowps.v1.PushResponse(\x01\x12?\n" +
+	"\bDataPath\x12\x1a.flowps.v1.DataPathRequest\x1a\x17.flowps.v1.DataPathInfoB,Z*github.com/flowps/flowps/transport/grpc/pbb\x06proto3"
 
 var (
 	file_flowps_proto_rawDescOnce sync.Once
@@ -1340,7 +1492,7 @@ func file_flowps_proto_rawDescGZIP() []byte {
 }
 
 var file_flowps_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flowps_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_flowps_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_flowps_proto_goTypes = []any{
 	(ValueEncoding)(0),       // 0: flowps.v1.ValueEncoding
 	(*Initializer)(nil),      // 1: flowps.v1.Initializer
@@ -1359,6 +1511,9 @@ var file_flowps_proto_goTypes = []any{
 	(*PushHeader)(nil),       // 14: flowps.v1.PushHeader
 	(*PushFrame)(nil),        // 15: flowps.v1.PushFrame
 	(*PushResponse)(nil),     // 16: flowps.v1.PushResponse
+	(*DataPathRequest)(nil),  // 17: flowps.v1.DataPathRequest
+	(*DataPathInfo)(nil),     // 18: flowps.v1.DataPathInfo
+	(*DataError)(nil),        // 19: flowps.v1.DataError
 }
 var file_flowps_proto_depIdxs = []int32{
 	1,  // 0: flowps.v1.VariableSpec.init:type_name -> flowps.v1.Initializer
@@ -1377,11 +1532,13 @@ var file_flowps_proto_depIdxs = []int32{
 	5,  // 13: flowps.v1.ParameterServer.Create:input_type -> flowps.v1.CreateRequest
 	9,  // 14: flowps.v1.ParameterServer.Pull:input_type -> flowps.v1.PullRequest
 	15, // 15: flowps.v1.ParameterServer.Push:input_type -> flowps.v1.PushFrame
-	6,  // 16: flowps.v1.ParameterServer.Create:output_type -> flowps.v1.CreateResponse
-	12, // 17: flowps.v1.ParameterServer.Pull:output_type -> flowps.v1.PullFrame
-	16, // 18: flowps.v1.ParameterServer.Push:output_type -> flowps.v1.PushResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
+	17, // 16: flowps.v1.ParameterServer.DataPath:input_type -> flowps.v1.DataPathRequest
+	6,  // 17: flowps.v1.ParameterServer.Create:output_type -> flowps.v1.CreateResponse
+	12, // 18: flowps.v1.ParameterServer.Pull:output_type -> flowps.v1.PullFrame
+	16, // 19: flowps.v1.ParameterServer.Push:output_type -> flowps.v1.PushResponse
+	18, // 20: flowps.v1.ParameterServer.DataPath:output_type -> flowps.v1.DataPathInfo
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1398,7 +1555,7 @@ func file_flowps_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flowps_proto_rawDesc), len(file_flowps_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

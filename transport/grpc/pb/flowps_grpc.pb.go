@@ -30,9 +30,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ParameterServer_Create_FullMethodName = "/flowps.v1.ParameterServer/Create"
-	ParameterServer_Pull_FullMethodName   = "/flowps.v1.ParameterServer/Pull"
-	ParameterServer_Push_FullMethodName   = "/flowps.v1.ParameterServer/Push"
+	ParameterServer_Create_FullMethodName   = "/flowps.v1.ParameterServer/Create"
+	ParameterServer_Pull_FullMethodName     = "/flowps.v1.ParameterServer/Pull"
+	ParameterServer_Push_FullMethodName     = "/flowps.v1.ParameterServer/Push"
+	ParameterServer_DataPath_FullMethodName = "/flowps.v1.ParameterServer/DataPath"
 )
 
 // ParameterServerClient is the client API for ParameterServer service.
@@ -45,6 +46,12 @@ type ParameterServerClient interface {
 	Pull(ctx context.Context, in *PullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PullFrame], error)
 	// Push sends gradients: a stream of frames, one response.
 	Push(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushFrame, PushResponse], error)
+	// DataPath tells a client where the server's data path listens: a plain
+	// TCP (or TLS) connection that carries Pull and Push calls with the
+	// messages below as headers and the values as raw bytes, without HTTP/2
+	// framing (see transport/grpc/doc.go, "Data path"). Servers without one
+	// answer port 0 or Unimplemented.
+	DataPath(ctx context.Context, in *DataPathRequest, opts ...grpc.CallOption) (*DataPathInfo, error)
 }
 
 type parameterServerClient struct {
@@ -97,6 +104,16 @@ func (c *parameterServerClient) Push(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ParameterServer_PushClient = grpc.ClientStreamingClient[PushFrame, PushResponse]
 
+func (c *parameterServerClient) DataPath(ctx context.Context, in *DataPathRequest, opts ...grpc.CallOption) (*DataPathInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DataPathInfo)
+	err := c.cc.Invoke(ctx, ParameterServer_DataPath_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ParameterServerServer is the server API for ParameterServer service.
 // All implementations must embed UnimplementedParameterServerServer
 // for forward compatibility.
@@ -107,6 +124,12 @@ type ParameterServerServer interface {
 	Pull(*PullRequest, grpc.ServerStreamingServer[PullFrame]) error
 	// Push sends gradients: a stream of frames, one response.
 	Push(grpc.ClientStreamingServer[PushFrame, PushResponse]) error
+	// DataPath tells a client where the server's data path listens: a plain
+	// TCP (or TLS) connection that carries Pull and Push calls with the
+	// messages below as headers and the values as raw bytes, without HTTP/2
+	// framing (see transport/grpc/doc.go, "Data path"). Servers without one
+	// answer port 0 or Unimplemented.
+	DataPath(context.Context, *DataPathRequest) (*DataPathInfo, error)
 	mustEmbedUnimplementedParameterServerServer()
 }
 
@@ -125,6 +148,9 @@ func (UnimplementedParameterServerServer) Pull(*PullRequest, grpc.ServerStreamin
 }
 func (UnimplementedParameterServerServer) Push(grpc.ClientStreamingServer[PushFrame, PushResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedParameterServerServer) DataPath(context.Context, *DataPathRequest) (*DataPathInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DataPath not implemented")
 }
 func (UnimplementedParameterServerServer) mustEmbedUnimplementedParameterServerServer() {}
 func (UnimplementedParameterServerServer) testEmbeddedByValue()                         {}
@@ -183,6 +209,24 @@ func _ParameterServer_Push_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ParameterServer_PushServer = grpc.ClientStreamingServer[PushFrame, PushResponse]
 
+func _ParameterServer_DataPath_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DataPathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParameterServerServer).DataPath(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParameterServer_DataPath_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParameterServerServer).DataPath(ctx, req.(*DataPathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ParameterServer_ServiceDesc is the grpc.ServiceDesc for ParameterServer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -193,6 +237,10 @@ var ParameterServer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Create",
 			Handler:    _ParameterServer_Create_Handler,
+		},
+		{
+			MethodName: "DataPath",
+			Handler:    _ParameterServer_DataPath_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

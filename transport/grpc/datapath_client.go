@@ -1,0 +1,403 @@
+package grpctransport
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/ps/wire"
+	"github.com/flowps/flowps/transport/grpc/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxIdleDataConns bounds the idle data-path connections kept per server.
+const maxIdleDataConns = 8
+
+// dataRetry is how long a client waits before asking again for a data path
+// it could not learn or reach.
+const dataRetry = 2 * time.Second
+
+// dataPeer is the data path to one server, shared by every Service dialed
+// to that address: what the server announced, and idle connections.
+type dataPeer struct {
+	d    *Dialer
+	addr string // the gRPC address dialed; the data path is on its host
+
+	mu      sync.Mutex
+	known   bool      // the server answered DataPath (or we gave up asking)
+	asking  bool      // a DataPath call is in flight
+	target  string    // HOST:PORT of the data path; "" for none
+	retryAt time.Time // when a failed lookup or dial may be retried
+	idle    []*dataConn
+	closed  bool
+}
+
+// dataConn is one connection of the data path.
+type dataConn struct {
+	c  *watchedConn
+	br *bufio.Reader
+}
+
+// watchedConn gives every read a deadline of timeout from its start (when
+// timeout > 0): a response that keeps arriving, heartbeats included, keeps
+// the call alive; a server silent for timeout fails it. aborted, set when
+// the call's context ends, pins the deadline in the past.
+type watchedConn struct {
+	net.Conn
+	timeout time.Duration
+	beat    uint16 // heartbeat seconds asked of the server (0: none)
+	aborted atomic.Bool
+}
+
+func (w *watchedConn) Read(b []byte) (int, error) {
+	if w.timeout > 0 {
+		w.Conn.SetReadDeadline(time.Now().Add(w.timeout))
+		if w.aborted.Load() { // abort ran between the check and here
+			w.Conn.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	return w.Conn.Read(b)
+}
+
+// abort makes the connection's blocked and later I/O fail at once.
+func (w *watchedConn) abort() {
+	w.aborted.Store(true)
+	w.Conn.SetDeadline(aLongTimeAgo)
+}
+
+// get returns a connection to the data path, or nil when calls should go
+// over gRPC (no data path, not learned yet, unreachable, or turned off).
+func (dp *dataPeer) get(ctx context.Context, p *peer) *dataConn {
+	dp.mu.Lock()
+	if dp.closed {
+		dp.mu.Unlock()
+		return nil
+	}
+	if n := len(dp.idle); n > 0 {
+		dc := dp.idle[n-1]
+		dp.idle = dp.idle[:n-1]
+		dp.mu.Unlock()
+		return dc
+	}
+	now := time.Now()
+	switch {
+	case dp.known && dp.target == "":
+		dp.mu.Unlock()
+		return nil
+	case now.Before(dp.retryAt) || dp.asking:
+		dp.mu.Unlock()
+		return nil
+	case !dp.known:
+		// Learn the data path first (one gRPC call per server, and again
+		// only after a failure); concurrent calls use gRPC meanwhile.
+		dp.asking = true
+		dp.mu.Unlock()
+		dp.learn(ctx, p)
+		dp.mu.Lock()
+		if dp.target == "" || dp.closed {
+			dp.mu.Unlock()
+			return nil
+		}
+	}
+	target := dp.target
+	dp.mu.Unlock()
+	dc, err := dp.dial(ctx, target)
+	if err != nil {
+		if ctx.Err() == nil {
+			dp.mu.Lock()
+			dp.retryAt = time.Now().Add(dataRetry)
+			dp.mu.Unlock()
+			dp.d.c.logger.Warn("grpc transport: data path unreachable, using gRPC", "addr", dp.addr, "data", target, "err", err, "retry_in", dataRetry)
+		}
+		return nil
+	}
+	return dc
+}
+
+// learn asks the server for its data path over gRPC.
+func (dp *dataPeer) learn(ctx context.Context, p *peer) {
+	info := &pb.DataPathInfo{}
+	err := p.conn().Invoke(ctx, pb.ParameterServer_DataPath_FullMethodName, &pb.DataPathRequest{}, info)
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	dp.asking = false
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		dp.known, dp.target = true, ""
+		dp.d.c.logger.Info("grpc transport: server has no data path (older version), calls use gRPC", "addr", dp.addr)
+	case err != nil:
+		if ctx.Err() == nil {
+			dp.retryAt = time.Now().Add(dataRetry)
+		}
+		dp.d.c.logger.Debug("grpc transport: asking for the data path", "addr", dp.addr, "err", err)
+	case info.GetPort() <= 0 || info.GetPort() > 65535 || info.GetVersion() != dataVersion:
+		dp.known, dp.target = true, ""
+		dp.d.c.logger.Info("grpc transport: server offers no data path, calls use gRPC", "addr", dp.addr,
+			"port", info.GetPort(), "version", info.GetVersion())
+	default:
+		host, _, herr := net.SplitHostPort(dp.addr)
+		if herr != nil {
+			dp.known, dp.target = true, ""
+			return
+		}
+		dp.known, dp.target = true, net.JoinHostPort(host, strconv.Itoa(int(info.GetPort())))
+		dp.d.c.logger.Info("grpc transport: pulls and pushes use the data path", "addr", dp.addr, "data", dp.target, "tls", dp.d.cfg.TLS != nil)
+	}
+}
+
+// dial opens a data-path connection: TCP with keepalive, TLS when the
+// dialer has a TLS config, then the magic both ways.
+func (dp *dataPeer) dial(ctx context.Context, target string) (*dataConn, error) {
+	ka := dp.d.cfg.Keepalive
+	if ka == 0 {
+		ka = DefaultKeepalive
+	}
+	nd := net.Dialer{Timeout: 10 * time.Second}
+	if ka > 0 {
+		ka = max(ka, minKeepalive)
+		nd.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: ka, Interval: ka, Count: 1}
+	} else {
+		nd.KeepAlive = -1
+	}
+	c, err := nd.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, err
+	}
+	if ka > 0 {
+		setUserTimeout(c, 2*ka)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	c.SetDeadline(time.Now().Add(dataHandshakeTimeout))
+	if cfg := dp.d.cfg.TLS; cfg != nil {
+		cfg = cfg.Clone()
+		cfg.NextProtos = []string{dataALPN}
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(target)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	if _, err := c.Write(dataMagic[:]); err != nil {
+		c.Close()
+		return nil, err
+	}
+	var m [len(dataMagic)]byte
+	if _, err := io.ReadFull(c, m[:]); err != nil || m != dataMagic {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("not a flowps data path (got %q)", m[:])
+		}
+		return nil, err
+	}
+	if !stop() { // ctx ended while dialing: the deadline is spent
+		c.Close()
+		return nil, ctx.Err()
+	}
+	c.SetDeadline(time.Time{})
+	wc := &watchedConn{Conn: c}
+	if ka > 0 {
+		beat := dataBeat(ka)
+		wc.beat = uint16(min(beat/time.Second, 65535))
+		wc.timeout = 2*beat + time.Second
+	}
+	return &dataConn{c: wc, br: newDataReader(wc)}, nil
+}
+
+// dataBeat is the heartbeat interval a client with keepalive ka asks for:
+// ka in whole seconds, at least one.
+func dataBeat(ka time.Duration) time.Duration {
+	return max(time.Second, ka.Truncate(time.Second))
+}
+
+// put returns a connection after a complete call.
+func (dp *dataPeer) put(dc *dataConn) {
+	dp.mu.Lock()
+	if !dp.closed && len(dp.idle) < maxIdleDataConns {
+		dp.idle = append(dp.idle, dc)
+		dp.mu.Unlock()
+		return
+	}
+	dp.mu.Unlock()
+	dc.c.Close()
+}
+
+// close closes the idle connections; connections in use close when their
+// call ends.
+func (dp *dataPeer) close() {
+	dp.mu.Lock()
+	idle := dp.idle
+	dp.idle, dp.closed = nil, true
+	dp.mu.Unlock()
+	for _, dc := range idle {
+		dc.c.Close()
+	}
+}
+
+// dataCall runs one call on dc: it writes the request (prefix, header,
+// data) and reads the response prefix and header into ok (or the error),
+// leaving the response's data to read. Cancelling ctx, or its deadline,
+// aborts the I/O; the connection is then not reused. done must be called
+// when the call is over, with whether the connection may be reused.
+func (c *client) dataCall(ctx context.Context, dc *dataConn, op byte, enc byte, h proto.Message, data net.Buffers, ok proto.Message) (p dataPrefix, done func(reuse bool), err error) {
+	dc.c.aborted.Store(false)
+	stop := context.AfterFunc(ctx, dc.c.abort)
+	done = func(reuse bool) {
+		if !stop() { // the context fired: the connection's deadline is spent
+			reuse = false
+		}
+		if reuse {
+			c.p.data.put(dc)
+		} else {
+			dc.c.Close()
+		}
+	}
+	// The connection itself, not the wrapper, so that net.Buffers can use
+	// writev.
+	raceOrder()
+	if err := writeDataMessage(dc.c.Conn, dataPrefix{kind: op, enc: enc, beat: dc.c.beat}, h, data); err != nil {
+		return p, done, err
+	}
+	defer raceOrder()
+	for {
+		p, err = readDataPrefix(dc.br, c.d.c.maxMessageBytes, c.d.c.maxTensorBytes)
+		if err != nil {
+			return p, done, err
+		}
+		if p.kind != dataStatusBeat {
+			break
+		}
+		if p.header != 0 || p.data != 0 {
+			return p, done, fmt.Errorf("%w: heartbeat with %d header and %d data bytes", errDataFrame, p.header, p.data)
+		}
+	}
+	switch p.kind {
+	case dataStatusOK:
+		if err := readDataHeader(dc.br, p.header, ok); err != nil {
+			return p, done, unexpectedEOF(err)
+		}
+		return p, done, nil
+	case dataStatusError:
+		var e pb.DataError
+		if err := readDataHeader(dc.br, p.header, &e); err != nil {
+			return p, done, unexpectedEOF(err)
+		}
+		if p.data != 0 {
+			return p, done, fmt.Errorf("%w: error response with %d data bytes", errDataFrame, p.data)
+		}
+		serr := ps.ErrorFromCode(ps.Code(e.GetCode()), e.GetMessage())
+		if serr == nil { // an error answer must carry an error
+			return p, done, fmt.Errorf("%w: error response without a code: %q", errDataFrame, e.GetMessage())
+		}
+		return p, done, &serviceError{serr}
+	}
+	return p, done, fmt.Errorf("%w: response status %d", errDataFrame, p.kind)
+}
+
+// serviceError is an error the server's Service returned, as rebuilt from
+// the wire: the connection stays usable after it.
+type serviceError struct{ err error }
+
+func (e *serviceError) Error() string { return e.err.Error() }
+func (e *serviceError) Unwrap() error { return e.err }
+
+// dataFail converts a data-path call's error into what the Service
+// returns: the server's own error, the caller's context error, ps.ErrClosed
+// after Close, a malformed response as ps.ErrInvalidArgument, and a broken
+// connection as ps.ErrUnavailable.
+func (c *client) dataFail(ctx context.Context, op string, err error) error {
+	var se *serviceError
+	switch {
+	case errors.As(err, &se):
+		return se.err
+	case ctx.Err() != nil:
+		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, ctx.Err())
+	case c.closed.Load():
+		return fmt.Errorf("grpc %s %s: %w", op, c.p.addr, ps.ErrClosed)
+	case errors.Is(err, ps.ErrInvalidArgument), errors.Is(err, ps.ErrTooLarge):
+		return fmt.Errorf("grpc %s %s: data path: %w", op, c.p.addr, err)
+	}
+	return fmt.Errorf("grpc %s %s: data path: %v: %w", op, c.p.addr, err, ps.ErrUnavailable)
+}
+
+// dataPull is Pull over the data path: values are read straight into the
+// parts' Dst buffers where they fit.
+func (c *client) dataPull(ctx context.Context, dc *dataConn, req *ps.PullRequest) (*ps.PullResponse, error) {
+	var h pb.PullHeader
+	p, done, err := c.dataCall(ctx, dc, dataOpPull, 0, pullToPB(req), nil, &h)
+	if err != nil {
+		var se *serviceError
+		done(errors.As(err, &se))
+		return nil, c.dataFail(ctx, "pull", err)
+	}
+	resp, segs, err := pullFromHeader(&h, c.d.c.maxTensorBytes, req)
+	if err == nil {
+		var total uint64
+		for _, s := range segs {
+			total += 4 * uint64(len(s))
+		}
+		if total != p.data {
+			err = fmt.Errorf("%w: %d data bytes for %d announced", errDataFrame, p.data, total)
+		}
+	}
+	if err == nil {
+		err = unexpectedEOF(readValues(dc.br, segs, pb.ValueEncoding_VALUE_ENCODING_FLOAT32, nil))
+	}
+	done(err == nil)
+	if err != nil {
+		return nil, c.dataFail(ctx, "pull", err)
+	}
+	return resp, nil
+}
+
+// dataPush is Push over the data path: float32 gradients are written from
+// the caller's slices; bf16 and fp16 ones are encoded first.
+func (c *client) dataPush(ctx context.Context, dc *dataConn, req *ps.PushRequest) (*ps.PushResponse, error) {
+	header, vals := pushHeader(req)
+	header.Encoding = c.d.enc
+	var data net.Buffers
+	if c.d.enc == pb.ValueEncoding_VALUE_ENCODING_FLOAT32 {
+		data = valueBuffers(vals)
+	} else {
+		n := 0
+		for _, v := range vals {
+			n += 2 * len(v)
+		}
+		b := make([]byte, 0, n)
+		for _, v := range vals {
+			if c.d.enc == pb.ValueEncoding_VALUE_ENCODING_BF16 {
+				b = wire.EncodeBF16(b, v)
+			} else {
+				b = wire.EncodeFP16(b, v)
+			}
+		}
+		data = net.Buffers{b}
+	}
+	var out pb.PushResponse
+	p, done, err := c.dataCall(ctx, dc, dataOpPush, byte(c.d.enc), header, data, &out)
+	if err == nil && p.data != 0 {
+		err = fmt.Errorf("%w: push response with %d data bytes", errDataFrame, p.data)
+	}
+	var se *serviceError
+	done(err == nil || errors.As(err, &se))
+	if err != nil {
+		return nil, c.dataFail(ctx, "push", err)
+	}
+	return &ps.PushResponse{Versions: versionsFromPB(out.Versions)}, nil
+}

@@ -1,0 +1,131 @@
+package grpctransport
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"github.com/flowps/flowps/ps"
+	"github.com/flowps/flowps/transport/grpc/pb"
+	"github.com/flowps/flowps/transport/transporttest"
+	"google.golang.org/grpc"
+)
+
+// serveData is serve that also returns the Server, to look at its data
+// path.
+func serveData(t *testing.T, svc ps.Service, cfg ServerConfig) (*Server, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(svc, cfg)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, lis.Addr().String()
+}
+
+// Calls take the data path when both sides allow it, and gRPC when the
+// server has none, the client turned it off, or the client compresses.
+func TestDataPathChoice(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		scfg ServerConfig
+		dcfg DialerConfig
+		want bool
+	}{
+		{"default", ServerConfig{}, DialerConfig{}, true},
+		{"client off", ServerConfig{}, DialerConfig{DataPath: DataPathOff}, false},
+		{"client compresses", ServerConfig{}, DialerConfig{Compression: CompressionS2}, false},
+		{"server off", ServerConfig{DataAddr: DataPathOff}, DialerConfig{}, false},
+		{"server at an address", ServerConfig{DataAddr: "127.0.0.1:0"}, DialerConfig{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &transporttest.Fake{}
+			s, addr := serveData(t, fake, tc.scfg)
+			d := NewDialer(tc.dcfg)
+			defer d.Close()
+			svc, err := d.Dial(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if _, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := svc.Push(ctx, &ps.PushRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var calls uint64
+			if s.data != nil {
+				calls = s.data.calls.Load()
+			}
+			if got := calls == 6; got != tc.want || !tc.want && calls != 0 {
+				t.Errorf("%d of 6 calls on the data path, want all: %v", calls, tc.want)
+			}
+			if (s.DataAddr() != "") != (tc.scfg.DataAddr != DataPathOff) {
+				t.Errorf("DataAddr %q with DataAddr config %q", s.DataAddr(), tc.scfg.DataAddr)
+			}
+		})
+	}
+}
+
+// oldHandler is a server from before the data path: DataPath is
+// Unimplemented.
+type oldHandler struct {
+	pb.UnimplementedParameterServerServer
+	h *handler
+}
+
+func (o oldHandler) Create(ctx context.Context, r *pb.CreateRequest) (*pb.CreateResponse, error) {
+	return o.h.Create(ctx, r)
+}
+func (o oldHandler) Pull(r *pb.PullRequest, s grpc.ServerStreamingServer[pb.PullFrame]) error {
+	return o.h.Pull(r, s)
+}
+func (o oldHandler) Push(s grpc.ClientStreamingServer[pb.PushFrame, pb.PushResponse]) error {
+	return o.h.Push(s)
+}
+
+// A client of a server without the DataPath method keeps using gRPC.
+func TestDataPathOlderServer(t *testing.T) {
+	fake := &transporttest.Fake{PushFunc: func(_ context.Context, r *ps.PushRequest) (*ps.PushResponse, error) {
+		return &ps.PushResponse{Versions: []int64{int64(len(r.Parts[0].Grad))}}, nil
+	}}
+	s := NewServer(fake, ServerConfig{DataAddr: DataPathOff})
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(newCodec()))
+	pb.RegisterParameterServerServer(gs, oldHandler{h: &handler{s: s}})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	defer gs.Stop()
+	d := NewDialer(DialerConfig{})
+	defer d.Close()
+	ctx := context.Background()
+	svc, err := d.Dial(ctx, lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		resp, err := svc.Push(ctx, &ps.PushRequest{Parts: []ps.PushPart{{Grad: make([]float32, 5)}}})
+		if err != nil || resp.Versions[0] != 5 {
+			t.Fatalf("push to an older server: %v, %v", resp, err)
+		}
+	}
+	dp := svc.(*client).p.data
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if !dp.known || dp.target != "" {
+		t.Errorf("data path known %v, target %q; want known, none", dp.known, dp.target)
+	}
+}
