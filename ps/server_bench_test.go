@@ -112,3 +112,17 @@ func BenchmarkServerPushSync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkServerPull4MiBDst: BenchmarkServerPull4MiB into the caller's
+// buffer (PullPart.Dst), as ps.Client and the transports' clients pull:
+// one copy of the partition, no allocation.
+func BenchmarkServerPull4MiBDst(b *testing.B) {
+	s, n := serverWith4MiB(b)
+	dst := make([]float32, n)
+	b.SetBytes(4 * n)
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Pull(context.Background(), &PullRequest{ClientID: "c", Parts: []PullPart{{Key: PartKey{"v", 0}, Dst: dst}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
