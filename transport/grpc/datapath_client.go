@@ -25,8 +25,21 @@ import (
 const maxIdleDataConns = 8
 
 // dataRetry is how long a client waits before asking again for a data path
-// it could not learn or reach.
-const dataRetry = 2 * time.Second
+// it could not learn, and first waits to dial again one it could not
+// reach; the wait doubles with every failed dial, up to dataRetryMax.
+const (
+	dataRetry    = 2 * time.Second
+	dataRetryMax = time.Minute
+)
+
+// dataDialTimeout bounds a dial on the call's path, to a data path that
+// was reachable; a probe of one that never was, or failed, runs in the
+// background with dataProbeTimeout while calls use gRPC, so that a port a
+// firewall drops never stalls them.
+const (
+	dataDialTimeout  = 2 * time.Second
+	dataProbeTimeout = 10 * time.Second
+)
 
 // dataPeer is the data path to one server, shared by every Service dialed
 // to that address: what the server announced, and idle connections.
@@ -34,13 +47,25 @@ type dataPeer struct {
 	d    *Dialer
 	addr string // the gRPC address dialed; the data path is on its host
 
-	mu      sync.Mutex
-	known   bool      // the server answered DataPath (or we gave up asking)
-	asking  bool      // a DataPath call is in flight
-	target  string    // HOST:PORT of the data path; "" for none
-	retryAt time.Time // when a failed lookup or dial may be retried
-	idle    []*dataConn
-	closed  bool
+	ctx    context.Context // probes' parent, cancelled by close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // probes
+
+	mu        sync.Mutex
+	known     bool   // the server answered DataPath (or we gave up asking)
+	asking    bool   // a DataPath call is in flight
+	target    string // HOST:PORT of the data path; "" for none
+	reachable bool   // the last dial to target succeeded
+	probing   bool   // a background dial is in flight
+	backoff   time.Duration
+	retryAt   time.Time // when a failed lookup or dial may be retried
+	idle      []*dataConn
+	closed    bool
+}
+
+func newDataPeer(d *Dialer, addr string) *dataPeer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &dataPeer{d: d, addr: addr, ctx: ctx, cancel: cancel}
 }
 
 // dataConn is one connection of the data path.
@@ -77,7 +102,8 @@ func (w *watchedConn) abort() {
 }
 
 // get returns a connection to the data path, or nil when calls should go
-// over gRPC (no data path, not learned yet, unreachable, or turned off).
+// over gRPC (no data path, not learned yet, not reachable yet or any more,
+// or turned off).
 func (dp *dataPeer) get(ctx context.Context, p *peer) *dataConn {
 	dp.mu.Lock()
 	if dp.closed {
@@ -90,17 +116,18 @@ func (dp *dataPeer) get(ctx context.Context, p *peer) *dataConn {
 		dp.mu.Unlock()
 		return dc
 	}
-	now := time.Now()
 	switch {
-	case dp.known && dp.target == "":
-		dp.mu.Unlock()
-		return nil
-	case now.Before(dp.retryAt) || dp.asking:
+	case dp.asking, dp.known && dp.target == "":
 		dp.mu.Unlock()
 		return nil
 	case !dp.known:
+		if time.Now().Before(dp.retryAt) {
+			dp.mu.Unlock()
+			return nil
+		}
 		// Learn the data path first (one gRPC call per server, and again
-		// only after a failure); concurrent calls use gRPC meanwhile.
+		// after a failed dial: the server may have restarted on another
+		// port); concurrent calls use gRPC meanwhile.
 		dp.asking = true
 		dp.mu.Unlock()
 		dp.learn(ctx, p)
@@ -111,18 +138,78 @@ func (dp *dataPeer) get(ctx context.Context, p *peer) *dataConn {
 		}
 	}
 	target := dp.target
+	if !dp.reachable {
+		// Never reached, or the last dial failed: dial in the background
+		// (the connection joins the idle ones); this call uses gRPC.
+		if !dp.probing && !time.Now().Before(dp.retryAt) {
+			dp.probing = true
+			dp.wg.Add(1)
+			go dp.probe(target) // owner: dp, whose close waits for it
+		}
+		dp.mu.Unlock()
+		return nil
+	}
 	dp.mu.Unlock()
-	dc, err := dp.dial(ctx, target)
+	dctx, cancel := context.WithTimeout(ctx, dataDialTimeout)
+	dc, err := dp.dial(dctx, target)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			dp.mu.Lock()
-			dp.retryAt = time.Now().Add(dataRetry)
-			dp.mu.Unlock()
-			dp.d.c.logger.Warn("grpc transport: data path unreachable, using gRPC", "addr", dp.addr, "data", target, "err", err, "retry_in", dataRetry)
+			dp.failed(target, err)
 		}
 		return nil
 	}
 	return dc
+}
+
+// probe dials target in the background.
+func (dp *dataPeer) probe(target string) {
+	defer dp.wg.Done()
+	ctx, cancel := context.WithTimeout(dp.ctx, dataProbeTimeout)
+	defer cancel()
+	dc, err := dp.dial(ctx, target)
+	dp.mu.Lock()
+	dp.probing = false
+	dp.mu.Unlock()
+	if err != nil {
+		if dp.ctx.Err() == nil {
+			dp.failed(target, err)
+		}
+		return
+	}
+	dp.mu.Lock()
+	first := !dp.reachable
+	dp.reachable, dp.backoff = true, 0
+	closed := dp.closed
+	if !closed {
+		dp.idle = append(dp.idle, dc)
+	}
+	dp.mu.Unlock()
+	if closed {
+		dc.c.Close()
+		return
+	}
+	if first {
+		dp.d.c.logger.Info("grpc transport: pulls and pushes use the data path", "addr", dp.addr, "data", target, "tls", dp.d.cfg.TLS != nil)
+	}
+}
+
+// failed records a failed dial to target: calls use gRPC, the data path is
+// asked for again (the server may have moved it), and dialed again after a
+// growing wait.
+func (dp *dataPeer) failed(target string, err error) {
+	dp.mu.Lock()
+	was := dp.reachable || dp.backoff == 0
+	dp.reachable, dp.known = false, false
+	dp.backoff = min(max(2*dp.backoff, dataRetry), dataRetryMax)
+	dp.retryAt = time.Now().Add(dp.backoff)
+	wait := dp.backoff
+	dp.mu.Unlock()
+	if was {
+		dp.d.c.logger.Warn("grpc transport: data path unreachable, calls use gRPC", "addr", dp.addr, "data", target, "err", err, "retry_in", wait)
+	} else {
+		dp.d.c.logger.Debug("grpc transport: data path still unreachable", "addr", dp.addr, "data", target, "err", err, "retry_in", wait)
+	}
 }
 
 // learn asks the server for its data path over gRPC.
@@ -151,8 +238,11 @@ func (dp *dataPeer) learn(ctx context.Context, p *peer) {
 			dp.known, dp.target = true, ""
 			return
 		}
-		dp.known, dp.target = true, net.JoinHostPort(host, strconv.Itoa(int(info.GetPort())))
-		dp.d.c.logger.Info("grpc transport: pulls and pushes use the data path", "addr", dp.addr, "data", dp.target, "tls", dp.d.cfg.TLS != nil)
+		target := net.JoinHostPort(host, strconv.Itoa(int(info.GetPort())))
+		if target != dp.target {
+			dp.reachable = false
+		}
+		dp.known, dp.target = true, target
 	}
 }
 
@@ -238,16 +328,18 @@ func (dp *dataPeer) put(dc *dataConn) {
 	dc.c.Close()
 }
 
-// close closes the idle connections; connections in use close when their
-// call ends.
+// close closes the idle connections and waits for a probe in flight;
+// connections in use close when their call ends.
 func (dp *dataPeer) close() {
 	dp.mu.Lock()
 	idle := dp.idle
 	dp.idle, dp.closed = nil, true
 	dp.mu.Unlock()
+	dp.cancel()
 	for _, dc := range idle {
 		dc.c.Close()
 	}
+	dp.wg.Wait()
 }
 
 // dataCall runs one call on dc: it writes the request (prefix, header,

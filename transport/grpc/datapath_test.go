@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/transport/grpc/pb"
@@ -55,6 +56,11 @@ func TestDataPathChoice(t *testing.T) {
 			svc, err := d.Dial(ctx, addr)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.want {
+				waitDataPath(t, svc)
+			} else if _, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil {
+				t.Fatal(err) // a first call, which would learn the data path
 			}
 			for range 3 {
 				if _, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil {
@@ -127,5 +133,78 @@ func TestDataPathOlderServer(t *testing.T) {
 	defer dp.mu.Unlock()
 	if !dp.known || dp.target != "" {
 		t.Errorf("data path known %v, target %q; want known, none", dp.known, dp.target)
+	}
+}
+
+// waitDataPath makes svc's data path connect (its first calls go over gRPC
+// while it learns and dials the data path in the background), and fails
+// the test if it does not within 10 s.
+func waitDataPath(t testing.TB, svc ps.Service) {
+	t.Helper()
+	c := svc.(*client)
+	dp := c.p.data
+	if dp == nil {
+		t.Fatal("the dialer does not use data paths")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if dc := dp.get(context.Background(), c.p); dc != nil {
+			dp.put(dc)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the data path did not connect within 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A data path that does not answer (a firewall dropping its port, here a
+// listener that accepts and stays mute) never stalls calls: they go over
+// gRPC while the dial is tried in the background, and closing the dialer
+// does not wait for that dial to time out.
+func TestDataPathUnreachableDoesNotStallCalls(t *testing.T) {
+	ctx := context.Background()
+	s, addr := serveData(t, &transporttest.Fake{}, ServerConfig{})
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	d := NewDialer(DialerConfig{})
+	svc, err := d.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := svc.(*client)
+	c.p.data.learn(ctx, c.p)
+	c.p.data.mu.Lock()
+	c.p.data.target = mute.Addr().String()
+	c.p.data.mu.Unlock()
+	start := time.Now()
+	for range 5 {
+		if _, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("5 pulls took %v with an unanswering data path", d)
+	}
+	if n := s.data.calls.Load(); n != 0 {
+		t.Errorf("%d calls reached the data path", n)
+	}
+	start = time.Now()
+	d.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Dialer.Close took %v while a data path dial hung", d)
 	}
 }

@@ -125,7 +125,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (ps.Service, error) {
 	if p == nil {
 		p = &peer{addr: addr}
 		if d.useData {
-			p.data = &dataPeer{d: d, addr: addr}
+			p.data = newDataPeer(d, addr)
 		}
 		for i := 0; i < d.cfg.ConnsPerPeer; i++ {
 			cc, err := grpc.NewClient("passthrough:///"+addr, d.opts...)

@@ -84,9 +84,14 @@
 // gRPC keeps Create, replication, discovery, and every call when the
 // data path is off (DialerConfig.DataPath = DataPathOff, or a server with
 // DataAddr DataPathOff), when the client compresses (the data path does
-// not), when the server predates it (DataPath answers Unimplemented), or
-// while a server's data path cannot be reached (logged; retried after 2 s).
-// A server's data port must be reachable wherever its gRPC port is.
+// not), when the server predates it (DataPath answers Unimplemented), and
+// while a server's data path is not connected: a client's first calls to a
+// server go over gRPC while it learns the port and dials in the
+// background, and after a failed dial it logs a warning, asks for the port
+// again (a restarted server may have another) and dials again after a wait
+// that doubles from 2 s to a minute, so a port that a firewall drops costs
+// nothing but the warning. A server's data port should be reachable
+// wherever its gRPC port is.
 //
 // # Gradient encoding
 //

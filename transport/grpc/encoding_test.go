@@ -135,6 +135,9 @@ func TestPushGradientEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if cfg.DataPath == "" {
+				waitDataPath(t, svc)
+			}
 			// Client ids of several lengths move the data's start within
 			// gRPC's 16 KiB frames, so 2-byte values straddle them.
 			for _, id := range []string{"a", "ab", "abc"} {

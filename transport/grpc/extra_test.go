@@ -95,6 +95,11 @@ func TestTLS(t *testing.T) {
 	if err != nil || resp.Versions[0] != 3<<20 {
 		t.Fatalf("push over TLS: %v, %v", resp, err)
 	}
+	waitDataPath(t, svc) // over TLS too
+	resp, err = svc.Push(ctx, &ps.PushRequest{Parts: []ps.PushPart{{Grad: make([]float32, 3<<20)}}})
+	if err != nil || resp.Versions[0] != 3<<20 {
+		t.Fatalf("push over the TLS data path: %v, %v", resp, err)
+	}
 
 	// A plaintext client cannot talk to a TLS server; it fails, it does not hang.
 	plain := NewDialer(DialerConfig{})

@@ -127,8 +127,9 @@ func testKeepaliveDetectsSilentPartition(t *testing.T, path string) {
 			t.Fatal("the server offers no data path")
 		}
 		dataHole = newBlackhole(t, p.target)
-		p.target = dataHole.lis.Addr().String()
+		p.target, p.reachable = dataHole.lis.Addr().String(), false
 		p.mu.Unlock()
+		waitDataPath(t, svc)
 	}
 	errc := make(chan error, 1)
 	go func() { _, err := svc.Pull(context.Background(), &ps.PullRequest{}); errc <- err }()

@@ -36,6 +36,9 @@ func testPullCarriesServerWait(t *testing.T, srv *ps.Server, addr, path string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if path == "" {
+		waitDataPath(t, svc)
+	}
 	type result struct {
 		resp *ps.PullResponse
 		call time.Duration
