@@ -138,7 +138,7 @@ func (dp *dataPeer) get(ctx context.Context, p *peer) *dataConn {
 		}
 	}
 	target := dp.target
-	if !dp.reachable {
+	if !dp.reachable && !dp.d.dataSyncDial {
 		// Never reached, or the last dial failed: dial in the background
 		// (the connection joins the idle ones); this call uses gRPC.
 		if !dp.probing && !time.Now().Before(dp.retryAt) {

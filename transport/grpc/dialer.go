@@ -30,6 +30,10 @@ type Dialer struct {
 	pushElems int
 	// useData says calls try servers' data paths (DialerConfig.DataPath).
 	useData bool
+	// dataSyncDial (tests) dials a data path on the call's path even
+	// before it was reachable, so that every call after the first
+	// DataPath lookup takes it.
+	dataSyncDial bool
 
 	mu     sync.Mutex
 	peers  map[string]*peer

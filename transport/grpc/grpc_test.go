@@ -49,4 +49,14 @@ func harness(name string, dcfg DialerConfig) transporttest.Harness {
 
 func TestConformance(t *testing.T) {
 	transporttest.Run(t, harness("grpc", DialerConfig{}))
+	// Every call over the data path (the default dialer's first calls to
+	// a server go over gRPC while it dials the data path).
+	h := harness("datapath", DialerConfig{})
+	h.Dialer = func(t *testing.T) ps.Dialer {
+		d := NewDialer(DialerConfig{})
+		d.dataSyncDial = true
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	transporttest.Run(t, h)
 }
