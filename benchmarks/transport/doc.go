@@ -16,7 +16,10 @@
 //     that acks a push and answers a pull with bytes.
 //   - grpc: flowps's gRPC transport (transport/grpc) in front of a real
 //     ps.Server holding one variable of the payload size, partitioned as
-//     flowps partitions it; a push applies SGD.
+//     flowps partitions it; a push applies SGD. As deployed: pulls and
+//     pushes take the data path (plain TCP beside gRPC) the server offers.
+//   - grpc-h2: grpc with the data path off (DialerConfig.DataPath "off"):
+//     every call on gRPC's HTTP/2 streams.
 //   - grpc-bf16: grpc with DialerConfig.GradientEncoding "bf16": a push
 //     sends 2 bytes per gradient value (GB/s still counts the float32
 //     payload); pulls are as grpc's.

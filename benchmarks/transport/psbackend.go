@@ -129,16 +129,21 @@ func servePS(start func(svc *ps.Server) (string, func() error, error)) (string, 
 	return addr, func() error { return errors.Join(stop(), srv.Close()) }, nil
 }
 
-var grpcBackend = grpcPSBackend("grpc", "")
+var grpcBackend = grpcPSBackend("grpc", "", "")
+
+// grpcH2Backend is grpc with the data path off: every pull and push on
+// gRPC's own HTTP/2 streams, as before the data path existed.
+var grpcH2Backend = grpcPSBackend("grpc-h2", "", grpctransport.DataPathOff)
 
 // grpcBF16Backend is grpc with DialerConfig.GradientEncoding "bf16": pushes
 // send 2 bytes per value (its GB/s still counts the float32 payload), pulls
 // are unchanged.
-var grpcBF16Backend = grpcPSBackend("grpc-bf16", grpctransport.EncodingBF16)
+var grpcBF16Backend = grpcPSBackend("grpc-bf16", grpctransport.EncodingBF16, "")
 
 // grpcPSBackend is flowps's gRPC transport in front of a ps.Server, its
-// client sending gradients in encoding enc.
-func grpcPSBackend(name, enc string) backend {
+// client sending gradients in encoding enc over the data path choice
+// dataPath (DialerConfig.DataPath).
+func grpcPSBackend(name, enc, dataPath string) backend {
 	return backend{
 		name:  name,
 		child: true,
@@ -160,7 +165,7 @@ func grpcPSBackend(name, enc string) backend {
 		},
 		dial: func(ctx context.Context, e *env, addr string) (client, error) {
 			d := grpctransport.NewDialer(grpctransport.DialerConfig{Compression: e.compress, Logger: e.logger,
-				GradientEncoding: enc})
+				GradientEncoding: enc, DataPath: dataPath})
 			svc, err := d.Dial(ctx, addr)
 			if err != nil {
 				d.Close()
