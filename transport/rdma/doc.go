@@ -72,8 +72,9 @@
 // sends it back with one fi_writedata to the client's extent. So a push is
 // one write each way and a pull is a small write and a large one.
 //
-// Copies. A pull response body is a table (each part's key, version,
-// value count and offset), then the values; the table's size follows from
+// Copies. A pull response body is a table (how long the server held the
+// pull, then each part's key, version, value count and offset), then the
+// values; the table's size follows from
 // the request, so the server hands ps.Server a PullRequest.Alloc that
 // returns the frame space after it, and ps.Server copies each partition
 // straight into the response frame under its lock: one copy, then the

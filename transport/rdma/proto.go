@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/flowps/flowps/ps"
@@ -584,19 +585,26 @@ func decodeVersions(b []byte) ([]int64, error) {
 // written into the frame once, in any order; the body ends where the last
 // values end.
 
+// tableHead is the start of a pull response's table: the part count and
+// the time the server held the pull (PullResponse.Waited).
+const tableHead = 4 + 8
+
+// tableEntrySize is one part's entry: its key, version, count and offset.
+func tableEntrySize(key ps.PartKey) int { return strSize(key.Var) + 4*8 }
+
 // pullTableSize is the size of the table answering req.
 func pullTableSize(req *ps.PullRequest) int {
-	n := 4
+	n := tableHead
 	for _, p := range req.Parts {
-		n += strSize(p.Key.Var) + 4*8
+		n += tableEntrySize(p.Key)
 	}
 	return n
 }
 
 func respTableSize(resp *ps.PullResponse) int {
-	n := 4
+	n := tableHead
 	for _, p := range resp.Parts {
-		n += strSize(p.Key.Var) + 4*8
+		n += tableEntrySize(p.Key)
 	}
 	return n
 }
@@ -635,6 +643,7 @@ type respPart struct {
 func putPullTable(b []byte, resp *ps.PullResponse, loc []respPart) int {
 	w := writer{b: b}
 	w.u32(uint32(len(resp.Parts)))
+	w.i64(int64(resp.Waited))
 	for i, p := range resp.Parts {
 		w.str(p.Key.Var)
 		w.i64(int64(p.Key.Index))
@@ -728,10 +737,11 @@ func decodePullResp(b []byte) (*ps.PullResponse, error) { return decodePullRespI
 func decodePullRespInto(b []byte, req *ps.PullRequest) (*ps.PullResponse, error) {
 	r := reader{b: b}
 	n := int(r.u32())
+	waited := r.i64()
 	if n > len(b)/36 {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "rdma: %d parts overrun the body", n)
 	}
-	resp := &ps.PullResponse{Parts: make([]ps.PartValues, n)}
+	resp := &ps.PullResponse{Parts: make([]ps.PartValues, n), Waited: time.Duration(max(0, waited))}
 	loc := make([]respPart, n)
 	for i := range resp.Parts {
 		p := &resp.Parts[i]

@@ -162,7 +162,7 @@ func samplePullResponse() *ps.PullResponse {
 		{Key: ps.PartKey{Var: "w", Index: 1}, Version: 0, Values: []float32{}},
 		{Key: ps.PartKey{Var: "emb", Index: 2}, Version: math.MaxInt64, Values: nil},
 		{Key: ps.PartKey{Var: "x", Index: 9}, Version: -1, Values: []float32{f32(0x80000000)}},
-	}}
+	}, Waited: 3*time.Second + 7}
 }
 
 func samplePush() *ps.PushRequest {
