@@ -76,6 +76,10 @@
 // step begins with one pull of its weights; wait_seconds is the part of
 // those pulls the servers spent holding them at the sync barrier or the
 // SSP bound, as the servers report it, and pull_seconds the rest.
+// kernels names the matrix-multiply backend (runtime/blas): with OpenBLAS
+// built in, "openblas+native(auto)", each product shape timed on both
+// kernels at its first use and given to the faster (-v logs the choices;
+// FLOWPS_SGEMM=native|openblas|gonum fixes one).
 //
 // --logdir DIR writes a TensorBoard event file,
 // DIR/events.out.tfevents.<time>.<host>.<pid>.<n>.rank-RANK: on each

@@ -16,6 +16,7 @@ import (
 	"github.com/flowps/flowps/data"
 	"github.com/flowps/flowps/formats/tfevents"
 	"github.com/flowps/flowps/models"
+	"github.com/flowps/flowps/runtime/blas"
 )
 
 // result is the final metrics line. Times are seconds of wall clock.
@@ -73,6 +74,10 @@ type result struct {
 	// framing), evaluation and sync waits included.
 	BytesPushed int64 `json:"bytes_pushed"`
 	BytesPulled int64 `json:"bytes_pulled"`
+	// Kernels names the matrix-multiply backend (runtime/blas.Backend):
+	// "openblas+native(auto)" when each product shape went to the kernel
+	// measured faster on it; FLOWPS_SGEMM fixes one.
+	Kernels string `json:"kernels"`
 	// EventFile is the TensorBoard event file written with --logdir.
 	EventFile string `json:"event_file,omitempty"`
 }
@@ -383,6 +388,12 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 	res.ExamplesPerSec = float64(res.Examples) / trainDur.Seconds()
 	res.BytesPushed = w.store.pushedBytes.Load()
 	res.BytesPulled = w.store.pulledBytes.Load()
+	res.Kernels = blas.Backend()
+	if w.lead {
+		for _, c := range blas.Choices() {
+			w.logger.Debug("sgemm shape", "choice", c.String())
+		}
+	}
 	return res, nil
 }
 
