@@ -267,7 +267,10 @@ func (dp *dataPeer) dial(ctx context.Context, target string) (*dataConn, error) 
 	if ka > 0 {
 		setUserTimeout(c, 2*ka)
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	// The closure holds the raw connection: c becomes the TLS connection
+	// below, and a deadline on the raw one ends the TLS handshake too.
+	raw := c
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	c.SetDeadline(time.Now().Add(dataHandshakeTimeout))
 	if cfg := dp.d.cfg.TLS; cfg != nil {
