@@ -106,6 +106,31 @@ func valueBytes(enc pb.ValueEncoding) int {
 	return 2
 }
 
+// appendEncoded16 appends vals, in order, to b in the 2-byte encoding enc
+// (bf16 or fp16).
+func appendEncoded16(b []byte, enc pb.ValueEncoding, vals [][]float32) ([]byte, error) {
+	for _, v := range vals {
+		switch enc {
+		case pb.ValueEncoding_VALUE_ENCODING_BF16:
+			b = wire.EncodeBF16(b, v)
+		case pb.ValueEncoding_VALUE_ENCODING_FP16:
+			b = wire.EncodeFP16(b, v)
+		default:
+			return b, fmt.Errorf("grpctransport: unknown value encoding %v", enc)
+		}
+	}
+	return b, nil
+}
+
+// checkEncoding accepts the gradient encodings a server decodes.
+func checkEncoding(enc pb.ValueEncoding) error {
+	switch enc {
+	case pb.ValueEncoding_VALUE_ENCODING_FLOAT32, pb.ValueEncoding_VALUE_ENCODING_BF16, pb.ValueEncoding_VALUE_ENCODING_FP16:
+		return nil
+	}
+	return ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", int32(enc))
+}
+
 func (f *frameOut) marshal() (mem.BufferSlice, error) {
 	var hb []byte
 	if f.header != nil {
@@ -135,17 +160,10 @@ func (f *frameOut) marshal() (mem.BufferSlice, error) {
 	out = append(out, mem.SliceBuffer(prefix))
 	if f.enc != pb.ValueEncoding_VALUE_ENCODING_FLOAT32 && n > 0 {
 		h := sharedPool.Get(n)
-		b := (*h)[:0]
-		for _, d := range f.data {
-			switch f.enc {
-			case pb.ValueEncoding_VALUE_ENCODING_BF16:
-				b = wire.EncodeBF16(b, d)
-			case pb.ValueEncoding_VALUE_ENCODING_FP16:
-				b = wire.EncodeFP16(b, d)
-			default:
-				sharedPool.Put(h)
-				return nil, fmt.Errorf("grpctransport: unknown value encoding %v", f.enc)
-			}
+		b, err := appendEncoded16((*h)[:0], f.enc, f.data)
+		if err != nil {
+			sharedPool.Put(h)
+			return nil, err
 		}
 		*h = b
 		return append(out, mem.NewBuffer(h, sharedPool)), nil

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/flowps/flowps/ps"
-	"github.com/flowps/flowps/ps/wire"
 	"github.com/flowps/flowps/transport/grpc/pb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -470,17 +469,17 @@ func (c *client) dataPush(ctx context.Context, dc *dataConn, req *ps.PushRequest
 	if c.d.enc == pb.ValueEncoding_VALUE_ENCODING_FLOAT32 {
 		data = valueBuffers(vals)
 	} else {
+		// Encoded into a pooled buffer: the call's writev returns once the
+		// kernel holds the bytes.
 		n := 0
 		for _, v := range vals {
 			n += 2 * len(v)
 		}
-		b := make([]byte, 0, n)
-		for _, v := range vals {
-			if c.d.enc == pb.ValueEncoding_VALUE_ENCODING_BF16 {
-				b = wire.EncodeBF16(b, v)
-			} else {
-				b = wire.EncodeFP16(b, v)
-			}
+		buf := sharedPool.Get(n)
+		defer sharedPool.Put(buf)
+		b, err := appendEncoded16((*buf)[:0], c.d.enc, vals)
+		if err != nil {
+			return nil, err
 		}
 		data = net.Buffers{b}
 	}

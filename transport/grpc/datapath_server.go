@@ -280,33 +280,18 @@ func (d *dataServer) fail(c net.Conn, err error) error {
 }
 
 func (d *dataServer) pull(ctx context.Context, cancel func(), c net.Conn, br *bufio.Reader, p dataPrefix, req *ps.PullRequest) error {
-	// A ps.Server copies each part once, into pooled arrays; writing the
-	// response returns only when the kernel has the bytes, so they go back
-	// to the pool right after.
-	var pooled [][]float32
+	// A ps.Server copies each part once, into pooled arrays (as for the
+	// gRPC handler); writing the response returns only when the kernel has
+	// the bytes, so they go back to the pool right after.
+	var bufs pullBuffers
+	defer bufs.release()
 	if d.s.recycle {
-		req.Alloc = func(n int) []float32 {
-			b, ok := gradPool.get(n)
-			if ok {
-				pooled = append(pooled, b)
-			}
-			return b
-		}
+		req.Alloc = bufs.alloc
 	}
-	defer func() {
-		for _, b := range pooled {
-			gradPool.put(b)
-		}
-	}()
-	gone := watchPeer(c, br, cancel)
-	beats := startBeats(c, p.beat)
-	resp, err := d.s.svc.Pull(ctx, req)
-	beats.stop()
-	if gone() {
-		return errPeerGone
-	}
-	if d.ctx.Err() != nil {
-		return errStopped // Stop cut the call: the client sees the connection end
+	var resp *ps.PullResponse
+	var err error
+	if cut := d.watched(c, br, p, cancel, func() { resp, err = d.s.svc.Pull(ctx, req) }); cut != nil {
+		return cut
 	}
 	if err == nil && resp == nil {
 		err = errors.New("service returned no response")
@@ -320,19 +305,8 @@ func (d *dataServer) pull(ctx context.Context, cancel func(), c net.Conn, br *bu
 
 func (d *dataServer) push(ctx context.Context, cancel func(), c net.Conn, br *bufio.Reader, p dataPrefix, h *pb.PushHeader, scratch *[]byte) error {
 	enc := pb.ValueEncoding(p.enc)
-	switch enc {
-	case pb.ValueEncoding_VALUE_ENCODING_FLOAT32, pb.ValueEncoding_VALUE_ENCODING_BF16, pb.ValueEncoding_VALUE_ENCODING_FP16:
-	default:
-		return reject(c, ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", p.enc))
-	}
-	var pooled bool
-	alloc := func(n int) []float32 { return make([]float32, n) }
-	if d.s.recycle {
-		alloc = func(n int) []float32 {
-			var b []float32
-			b, pooled = gradPool.get(n)
-			return b
-		}
+	if err := checkEncoding(enc); err != nil {
+		return reject(c, err)
 	}
 	// The header's sizes are checked against the limit and against the
 	// data announced before anything is allocated for them.
@@ -343,7 +317,8 @@ func (d *dataServer) push(ctx context.Context, cancel func(), c net.Conn, br *bu
 	if want := uint64(total) * uint64(valueBytes(enc)); p.data != want {
 		return reject(c, fmt.Errorf("%w: %d data bytes for %d values of %d bytes", errDataFrame, p.data, total, valueBytes(enc)))
 	}
-	req, backing, err := pushFromHeaderAlloc(h, d.s.c.maxTensorBytes, alloc)
+	var pooled bool
+	req, backing, err := pushFromHeaderAlloc(h, d.s.c.maxTensorBytes, d.s.gradAlloc(&pooled))
 	if err != nil {
 		return reject(c, err)
 	}
@@ -353,15 +328,9 @@ func (d *dataServer) push(ctx context.Context, cancel func(), c net.Conn, br *bu
 	if err := readValues(br, [][]float32{backing}, enc, *scratch); err != nil {
 		return d.fail(c, unexpectedEOF(err))
 	}
-	gone := watchPeer(c, br, cancel)
-	beats := startBeats(c, p.beat)
-	resp, err := d.s.svc.Push(ctx, req)
-	beats.stop()
-	if gone() {
-		return errPeerGone
-	}
-	if d.ctx.Err() != nil {
-		return errStopped
+	var resp *ps.PushResponse
+	if cut := d.watched(c, br, p, cancel, func() { resp, err = d.s.svc.Push(ctx, req) }); cut != nil {
+		return cut
 	}
 	if err == nil && pooled {
 		// As the gRPC handler: only a successful Push of a service that
@@ -375,6 +344,24 @@ func (d *dataServer) push(ctx context.Context, cancel func(), c net.Conn, br *bu
 		return respondError(c, err)
 	}
 	return writeDataMessage(c, dataPrefix{kind: dataStatusOK}, &pb.PushResponse{Versions: resp.Versions}, nil)
+}
+
+// watched runs the service call fn while watching the client (watchPeer)
+// and sending heartbeats. It returns errPeerGone when the client went away
+// and errStopped when Stop cut the call off (the client then sees the
+// connection end): either way the call's result must not be sent.
+func (d *dataServer) watched(c net.Conn, br *bufio.Reader, p dataPrefix, cancel func(), fn func()) error {
+	gone := watchPeer(c, br, cancel)
+	beats := startBeats(c, p.beat)
+	fn()
+	beats.stop()
+	if gone() {
+		return errPeerGone
+	}
+	if d.ctx.Err() != nil {
+		return errStopped
+	}
+	return nil
 }
 
 // watchPeer watches c while a call runs: the client sends nothing until the

@@ -200,6 +200,20 @@ func (h *handler) Pull(req *pb.PullRequest, stream grpc.ServerStreamingServer[pb
 // its last SendMsg returned.
 var testHookPullSent func()
 
+// gradAlloc allocates a pushed gradient's backing array: from gradPool
+// when the service keeps no reference to it (s.recycle), setting *pooled
+// when the array may go back with gradPool.put after a successful Push.
+func (s *Server) gradAlloc(pooled *bool) func(n int) []float32 {
+	if !s.recycle {
+		return func(n int) []float32 { return make([]float32, n) }
+	}
+	return func(n int) []float32 {
+		var b []float32
+		b, *pooled = gradPool.get(n)
+		return b
+	}
+}
+
 func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushResponse]) error {
 	var (
 		req     *ps.PushRequest
@@ -208,21 +222,12 @@ func (h *handler) Push(stream grpc.ClientStreamingServer[pb.PushFrame, pb.PushRe
 	)
 	in := &frameIn{header: &pb.PushHeader{}, maxHeader: h.s.c.maxMessageBytes}
 	in.onHeader = func() ([][]float32, error) {
-		alloc := func(n int) []float32 { return make([]float32, n) }
-		if h.s.recycle {
-			alloc = func(n int) []float32 {
-				var b []float32
-				b, pooled = gradPool.get(n)
-				return b
-			}
-		}
 		hdr := in.header.(*pb.PushHeader)
-		switch in.enc = hdr.GetEncoding(); in.enc {
-		case pb.ValueEncoding_VALUE_ENCODING_FLOAT32, pb.ValueEncoding_VALUE_ENCODING_BF16, pb.ValueEncoding_VALUE_ENCODING_FP16:
-		default:
-			return nil, ps.Errorf(ps.ErrInvalidArgument, "unknown gradient encoding %d", int32(in.enc))
+		in.enc = hdr.GetEncoding()
+		if err := checkEncoding(in.enc); err != nil {
+			return nil, err
 		}
-		r, b, err := pushFromHeaderAlloc(hdr, h.s.c.maxTensorBytes, alloc)
+		r, b, err := pushFromHeaderAlloc(hdr, h.s.c.maxTensorBytes, h.s.gradAlloc(&pooled))
 		req, backing = r, b
 		return [][]float32{b}, err
 	}
