@@ -63,7 +63,7 @@ func (c *funcCell) doPull(ctx context.Context) error { return c.pull(ctx) }
 
 // backends lists the transports this binary knows, in table order. The
 // rdma build adds its own from an init function.
-var backends = []backend{tcpBackend, echoBackend, grpcBackend, grpcH2Backend, grpcBF16Backend, inprocBackend}
+var backends = []backend{tcpBackend, unixBackend, echoBackend, grpcBackend, grpcTCPBackend, grpcH2Backend, grpcBF16Backend, inprocBackend}
 
 func findBackend(name string) (backend, bool) {
 	for _, b := range backends {

@@ -131,6 +131,10 @@ func servePS(start func(svc *ps.Server) (string, func() error, error)) (string, 
 
 var grpcBackend = grpcPSBackend("grpc", "", "")
 
+// grpcTCPBackend is grpc with its data path over TCP even on this host
+// (DialerConfig.DataPath "tcp"), as for a psd on another machine.
+var grpcTCPBackend = grpcPSBackend("grpc-tcp", "", grpctransport.DataPathTCP)
+
 // grpcH2Backend is grpc with the data path off: every pull and push on
 // gRPC's own HTTP/2 streams, as before the data path existed.
 var grpcH2Backend = grpcPSBackend("grpc-h2", "", grpctransport.DataPathOff)

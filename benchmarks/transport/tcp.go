@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,11 +39,19 @@ type tcpServer struct {
 	src   []byte
 }
 
-func startTCP(ctx context.Context) (*tcpServer, error) {
+// startTCP serves the baseline on network: "tcp" at a free port of
+// 127.0.0.1, or "unix" at an abstract socket with a random name.
+func startTCP(ctx context.Context, network string) (*tcpServer, error) {
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		var r [8]byte
+		rand.Read(r[:])
+		addr = "@flowps-bench-" + hex.EncodeToString(r[:])
+	}
 	var lc net.ListenConfig
-	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	lis, err := lc.Listen(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("tcp baseline listen: %w", err)
+		return nil, fmt.Errorf("%s baseline listen: %w", network, err)
 	}
 	s := &tcpServer{lis: lis, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
@@ -144,11 +154,11 @@ type tcpClient struct {
 	recv []byte
 }
 
-func dialTCP(ctx context.Context, addr string) (*tcpClient, error) {
+func dialTCP(ctx context.Context, network, addr string) (*tcpClient, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("tcp baseline dial %s: %w", addr, err)
+		return nil, fmt.Errorf("%s baseline dial %s: %w", network, addr, err)
 	}
 	return &tcpClient{c: c}, nil
 }
@@ -192,23 +202,31 @@ func (t *tcpClient) roundTrip(ctx context.Context, op byte, payload []byte, n in
 func (t *tcpClient) close() error { return t.c.Close() }
 
 // tcpBackend adapts the baseline to the benchmark's backend interface.
-var tcpBackend = backend{
-	name:  "tcp",
-	child: true,
-	serve: func(ctx context.Context, _ *env) (string, func() error, error) {
-		s, err := startTCP(ctx)
-		if err != nil {
-			return "", nil, err
-		}
-		return s.addr(), s.close, nil
-	},
-	dial: func(ctx context.Context, _ *env, addr string) (client, error) {
-		c, err := dialTCP(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &tcpBench{c: c}, nil
-	},
+var tcpBackend = socketBackend("tcp", "tcp")
+
+// unixBackend is the same protocol over a Unix socket: the ceiling for
+// the grpc row, whose data path uses the server's Unix socket on this host.
+var unixBackend = socketBackend("unix", "unix")
+
+func socketBackend(name, network string) backend {
+	return backend{
+		name:  name,
+		child: true,
+		serve: func(ctx context.Context, _ *env) (string, func() error, error) {
+			s, err := startTCP(ctx, network)
+			if err != nil {
+				return "", nil, err
+			}
+			return s.addr(), s.close, nil
+		},
+		dial: func(ctx context.Context, _ *env, addr string) (client, error) {
+			c, err := dialTCP(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &tcpBench{c: c}, nil
+		},
+	}
 }
 
 type tcpBench struct{ c *tcpClient }

@@ -52,7 +52,7 @@ type config struct {
 	RDMAProvider string
 	Compress     string // none | s2 | zstd
 	GradEncoding string // float32 | bf16 | fp16
-	DataPath     string // auto | off
+	DataPath     string // auto | tcp | off
 	// Security holds the mutual-TLS identity and gossip key (--join).
 	Security *securityFlags
 	// JoinTimeout bounds joining the cluster and waiting for a psd.
@@ -112,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Transport, "transport", "auto", "transport to the parameter servers with --join: auto (per psd, RDMA when it advertises a fabric endpoint this machine can reach, else gRPC; logged), grpc, or rdma (RDMA or fail)")
 	fs.StringVar(&c.RDMAProvider, "rdma-provider", "", "libfabric provider for RDMA, skipping the device checks: shm (psd on this host), tcp;ofi_rxm or verbs;ofi_rxm; empty: verbs;ofi_rxm after the checks")
 	fs.StringVar(&c.Compress, "compress", "none", "wire compression with --join: none, s2 or zstd")
-	fs.StringVar(&c.DataPath, "data-path", "auto", "with --join over gRPC: auto pulls and pushes over a psd's data path (plain TCP or TLS beside gRPC, without HTTP/2 framing) when it offers one; off keeps them on gRPC")
+	fs.StringVar(&c.DataPath, "data-path", "auto", "with --join over gRPC: auto pulls and pushes over a psd's data path (a plain connection, TLS with --tls-*, beside gRPC, without HTTP/2 framing) when it offers one: over the psd's Unix socket when this trainer is in its network namespace, else TCP; tcp never uses the Unix socket; off keeps them on gRPC")
 	fs.StringVar(&c.GradEncoding, "gradient-encoding", "float32", "how pushed gradients travel over gRPC: float32 (exact), bf16 or fp16 (half the bytes, rounded to nearest even)")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logs on stderr")
 	c.Security = addSecurityFlags(fs)
@@ -177,9 +177,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("unknown --compress %q (want none, s2 or zstd)", c.Compress)
 	}
 	switch c.DataPath {
-	case "auto", "off":
+	case "auto", "tcp", "off":
 	default:
-		return fmt.Errorf("unknown --data-path %q (want auto or off)", c.DataPath)
+		return fmt.Errorf("unknown --data-path %q (want auto, tcp or off)", c.DataPath)
 	}
 	switch c.GradEncoding {
 	case "float32", "bf16", "fp16":

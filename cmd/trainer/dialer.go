@@ -43,8 +43,11 @@ func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.
 
 // dataPath maps --data-path to grpctransport.DialerConfig.DataPath.
 func dataPath(flag string) string {
-	if flag == "off" {
+	switch flag {
+	case "off":
 		return grpctransport.DataPathOff
+	case "tcp":
+		return grpctransport.DataPathTCP
 	}
 	return ""
 }

@@ -79,8 +79,14 @@ type ServerConfig struct {
 	// DataAddr is where the data path listens (see doc.go, "Data path"):
 	// "" means the host Serve's listener is on, at a free port; a
 	// HOST:PORT listens there; DataPathOff serves every call over gRPC.
-	// The data path uses TLS when TLS is set.
+	// The data path uses TLS when TLS is set. Unless it is off, on Linux
+	// the same data path is also served on an abstract Unix socket with a
+	// random name, announced to clients, which those in this network
+	// namespace (the same host, outside containers) use instead of TCP;
+	// NoLocalDataPath turns that off.
 	DataAddr string
+	// NoLocalDataPath serves the data path on TCP only.
+	NoLocalDataPath bool
 }
 
 // DialerConfig configures a Dialer. The zero value dials plaintext without
@@ -121,9 +127,11 @@ type DialerConfig struct {
 	// about 6e-8 into 0. Pulls are always exact.
 	GradientEncoding string
 	// DataPath chooses how Pull and Push travel: "" uses a server's data
-	// path when it offers one (see doc.go, "Data path") and gRPC
-	// otherwise; DataPathOff always uses gRPC. Compression other than
-	// none also keeps calls on gRPC (the data path does not compress).
+	// path when it offers one (see doc.go, "Data path"), over the server's
+	// Unix socket when this process can reach it and TCP otherwise, and
+	// gRPC when there is none; DataPathTCP never uses the Unix socket;
+	// DataPathOff always uses gRPC. Compression other than none also
+	// keeps calls on gRPC (the data path does not compress).
 	DataPath string
 	// Keepalive is the ping interval and timeout on connections with calls
 	// in flight (see DefaultKeepalive). Zero means DefaultKeepalive; a
@@ -223,9 +231,9 @@ func (c DialerConfig) resolve() (common, error) {
 		}
 	}
 	switch c.DataPath {
-	case "", DataPathOff:
+	case "", DataPathOff, DataPathTCP:
 	default:
-		return common{}, fmt.Errorf("grpctransport: unknown DataPath %q (want \"\" or %q)", c.DataPath, DataPathOff)
+		return common{}, fmt.Errorf("grpctransport: unknown DataPath %q (want \"\", %q or %q)", c.DataPath, DataPathTCP, DataPathOff)
 	}
 	if c.ConnsPerPeer < 0 {
 		return common{}, fmt.Errorf("grpctransport: negative ConnsPerPeer %d", c.ConnsPerPeer)

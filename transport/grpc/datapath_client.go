@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,9 @@ type dataPeer struct {
 	mu        sync.Mutex
 	known     bool   // the server answered DataPath (or we gave up asking)
 	asking    bool   // a DataPath call is in flight
-	target    string // HOST:PORT of the data path; "" for none
+	target    string // HOST:PORT of the data path, or localPrefix and a Unix socket; "" for none
+	tcp       string // HOST:PORT, the fallback of a Unix target
+	noLocal   bool   // the server's Unix socket could not be reached: use TCP
 	reachable bool   // the last dial to target succeeded
 	probing   bool   // a background dial is in flight
 	backoff   time.Duration
@@ -198,6 +201,16 @@ func (dp *dataPeer) probe(target string) {
 // growing wait.
 func (dp *dataPeer) failed(target string, err error) {
 	dp.mu.Lock()
+	if strings.HasPrefix(target, localPrefix) && dp.target == target && !dp.reachable {
+		// Never reached: another host or network namespace, where the
+		// socket is not there. Use TCP from now on, at once. (A socket
+		// that worked and failed is a server that went away: asked for
+		// again below, like a TCP data path.)
+		dp.noLocal, dp.reachable, dp.target = true, false, dp.tcp
+		dp.mu.Unlock()
+		dp.d.c.logger.Debug("grpc transport: local data path unreachable, using TCP", "addr", dp.addr, "local", target, "err", err)
+		return
+	}
 	was := dp.reachable || dp.backoff == 0
 	dp.reachable, dp.known = false, false
 	dp.backoff = min(max(2*dp.backoff, dataRetry), dataRetryMax)
@@ -237,7 +250,11 @@ func (dp *dataPeer) learn(ctx context.Context, p *peer) {
 			dp.known, dp.target = true, ""
 			return
 		}
-		target := net.JoinHostPort(host, strconv.Itoa(int(info.GetPort())))
+		dp.tcp = net.JoinHostPort(host, strconv.Itoa(int(info.GetPort())))
+		target := dp.tcp
+		if name := info.GetLocal(); name != "" && localDataPath && !dp.noLocal && dp.d.cfg.DataPath != DataPathTCP {
+			target = localPrefix + name
+		}
 		if target != dp.target {
 			dp.reachable = false
 		}
@@ -245,8 +262,12 @@ func (dp *dataPeer) learn(ctx context.Context, p *peer) {
 	}
 }
 
-// dial opens a data-path connection: TCP with keepalive, TLS when the
-// dialer has a TLS config, then the magic both ways.
+// localPrefix marks a data-path target that is a Unix socket's name.
+const localPrefix = "unix:"
+
+// dial opens a data-path connection: TCP with keepalive (or the server's
+// Unix socket, for a target with localPrefix), TLS when the dialer has a
+// TLS config, then the magic both ways.
 func (dp *dataPeer) dial(ctx context.Context, target string) (*dataConn, error) {
 	ka := dp.d.cfg.Keepalive
 	if ka == 0 {
@@ -259,7 +280,11 @@ func (dp *dataPeer) dial(ctx context.Context, target string) (*dataConn, error) 
 	} else {
 		nd.KeepAlive = -1
 	}
-	c, err := nd.DialContext(ctx, "tcp", target)
+	network, address := "tcp", target
+	if name, ok := strings.CutPrefix(target, localPrefix); ok {
+		network, address = "unix", name
+	}
+	c, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +301,9 @@ func (dp *dataPeer) dial(ctx context.Context, target string) (*dataConn, error) 
 		cfg = cfg.Clone()
 		cfg.NextProtos = []string{dataALPN}
 		if cfg.ServerName == "" {
-			host, _, _ := net.SplitHostPort(target)
+			// The certificate names the host the gRPC address is on,
+			// whichever socket carries the data path.
+			host, _, _ := net.SplitHostPort(dp.addr)
 			cfg.ServerName = host
 		}
 		tc := tls.Client(c, cfg)

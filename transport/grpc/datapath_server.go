@@ -3,7 +3,9 @@ package grpctransport
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,10 @@ import (
 // data path off: every call goes over gRPC.
 const DataPathOff = "off"
 
+// DataPathTCP, as DialerConfig.DataPath, uses a server's data path over
+// TCP only, never over its Unix socket.
+const DataPathTCP = "tcp"
+
 // dataHandshakeTimeout bounds a new connection's TLS handshake and magic.
 const dataHandshakeTimeout = 10 * time.Second
 
@@ -32,10 +38,13 @@ type dataServer struct {
 	s      *Server
 	lis    net.Listener
 	port   int
+	local  net.Listener    // the abstract Unix socket, or nil
+	name   string          // its name ("@flowps-data-…"), or ""
 	ctx    context.Context // calls' parent, cancelled when Stop gives up waiting
 	cancel context.CancelFunc
 
-	calls atomic.Uint64 // requests served (tests)
+	calls      atomic.Uint64 // requests served (tests)
+	localConns atomic.Uint64 // connections accepted on the Unix socket (tests)
 
 	mu       sync.Mutex
 	conns    map[*dataSrvConn]struct{}
@@ -73,24 +82,46 @@ func (s *Server) startDataPath(lis net.Listener) (*dataServer, error) {
 		return nil, fmt.Errorf("grpctransport: data path listen %s: %w", addr, err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
+	var local net.Listener
+	var name string
+	if !s.cfg.NoLocalDataPath && localDataPath {
+		// A random name: no other process can have bound it first, and
+		// only clients that asked this server over gRPC know it.
+		var r [16]byte
+		rand.Read(r[:])
+		name = "@flowps-data-" + hex.EncodeToString(r[:])
+		if local, err = net.Listen("unix", name); err != nil {
+			s.c.logger.Warn("grpc transport: no local data path, clients on this host use TCP", "err", err)
+			local, name = nil, ""
+		}
+	}
+	wrap := func(l net.Listener) net.Listener { return l }
 	if s.cfg.TLS != nil {
 		cfg := s.cfg.TLS.Clone()
 		cfg.NextProtos = []string{dataALPN}
-		ln = tls.NewListener(ln, cfg)
+		wrap = func(l net.Listener) net.Listener { return tls.NewListener(l, cfg) }
+	}
+	ln = wrap(ln)
+	if local != nil {
+		local = wrap(local)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dataServer{s: s, lis: ln, port: port, ctx: ctx, cancel: cancel, conns: map[*dataSrvConn]struct{}{}}
+	d := &dataServer{s: s, lis: ln, port: port, local: local, name: name, ctx: ctx, cancel: cancel, conns: map[*dataSrvConn]struct{}{}}
 	d.wg.Add(1)
-	go d.accept() // owner: d, stopped by stop
-	s.c.logger.Info("grpc transport data path serving", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
+	go d.accept(ln) // owner: d, stopped by stop
+	if local != nil {
+		d.wg.Add(1)
+		go d.accept(local) // owner: d, stopped by stop
+	}
+	s.c.logger.Info("grpc transport data path serving", "addr", ln.Addr().String(), "local", name, "tls", s.cfg.TLS != nil)
 	return d, nil
 }
 
-func (d *dataServer) accept() {
+func (d *dataServer) accept(lis net.Listener) {
 	defer d.wg.Done()
 	backoff := 5 * time.Millisecond
 	for {
-		c, err := d.lis.Accept()
+		c, err := lis.Accept()
 		if err != nil {
 			d.mu.Lock()
 			stopping := d.stopping
@@ -105,6 +136,9 @@ func (d *dataServer) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		if lis == d.local {
+			d.localConns.Add(1)
+		}
 		sc := &dataSrvConn{c: c}
 		d.mu.Lock()
 		if d.stopping {
@@ -153,6 +187,9 @@ func (d *dataServer) stop(ctx context.Context) {
 	d.stopping = true
 	d.idle = make(chan struct{})
 	d.lis.Close()
+	if d.local != nil {
+		d.local.Close()
+	}
 	for sc := range d.conns {
 		if !sc.busy {
 			sc.c.Close()
@@ -493,24 +530,32 @@ func valueBuffers(vals [][]float32) net.Buffers {
 	return out
 }
 
-// dataPort is the port DataPath announces: 0 without a data path.
-func (s *Server) dataPort() int {
+// dataPort is the port and local socket name DataPath announces: 0 and ""
+// without a data path.
+func (s *Server) dataPort() (int, string) {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if s.data == nil {
-		return 0
+		return 0, ""
 	}
-	return s.data.port
+	return s.data.port, s.data.name
 }
 
 // DataPath implements the gRPC method that tells clients where the data
 // path listens.
 func (h *handler) DataPath(context.Context, *pb.DataPathRequest) (*pb.DataPathInfo, error) {
-	port := h.s.dataPort()
+	port, name := h.s.dataPort()
 	if port == 0 {
 		return &pb.DataPathInfo{}, nil
 	}
-	return &pb.DataPathInfo{Port: int32(port), Version: dataVersion}, nil
+	return &pb.DataPathInfo{Port: int32(port), Version: dataVersion, Local: name}, nil
+}
+
+// LocalDataAddr is the abstract Unix socket the data path also listens on
+// ("" when there is none).
+func (s *Server) LocalDataAddr() string {
+	_, name := s.dataPort()
+	return name
 }
 
 // DataAddr is the address the data path listens on ("" when it is off or

@@ -3,6 +3,8 @@ package grpctransport
 import (
 	"context"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +81,71 @@ func TestDataPathChoice(t *testing.T) {
 			}
 			if (s.DataAddr() != "") != (tc.scfg.DataAddr != DataPathOff) {
 				t.Errorf("DataAddr %q with DataAddr config %q", s.DataAddr(), tc.scfg.DataAddr)
+			}
+		})
+	}
+}
+
+// On this host the data path goes over the server's abstract Unix socket
+// by default, over TCP with DataPathTCP or NoLocalDataPath, and over TCP
+// when the socket cannot be reached (as from another host or network
+// namespace, where the name does not exist): every call still takes the
+// data path.
+func TestDataPathLocalSocket(t *testing.T) {
+	if !localDataPath {
+		t.Skip("no abstract Unix sockets on " + runtime.GOOS)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		scfg      ServerConfig
+		dcfg      DialerConfig
+		closeUnix bool // the announced socket is gone before the client dials
+		wantLocal bool
+	}{
+		{"default", ServerConfig{}, DialerConfig{}, false, true},
+		{"client tcp", ServerConfig{}, DialerConfig{DataPath: DataPathTCP}, false, false},
+		{"server without socket", ServerConfig{NoLocalDataPath: true}, DialerConfig{}, false, false},
+		{"socket unreachable", ServerConfig{}, DialerConfig{}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, addr := serveData(t, &transporttest.Fake{}, tc.scfg)
+			for deadline := time.Now().Add(5 * time.Second); s.DataAddr() == "" && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond) // Serve starts the data path
+			}
+			if got := s.LocalDataAddr(); (got != "") != !tc.scfg.NoLocalDataPath || got != "" && !strings.HasPrefix(got, "@flowps-data-") {
+				t.Fatalf("LocalDataAddr %q with NoLocalDataPath %v", got, tc.scfg.NoLocalDataPath)
+			}
+			if tc.closeUnix {
+				s.data.local.Close()
+			}
+			d := NewDialer(tc.dcfg)
+			defer d.Close()
+			svc, err := d.Dial(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitDataPath(t, svc)
+			for range 3 {
+				if _, err := svc.Pull(ctx, &ps.PullRequest{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := svc.Push(ctx, &ps.PushRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := s.data.calls.Load(); n != 6 {
+				t.Errorf("%d of 6 calls on the data path", n)
+			}
+			if got := s.data.localConns.Load() > 0; got != tc.wantLocal {
+				t.Errorf("%d connections over the Unix socket, want some: %v", s.data.localConns.Load(), tc.wantLocal)
+			}
+			dp := svc.(*client).p.data
+			dp.mu.Lock()
+			target := dp.target
+			dp.mu.Unlock()
+			if got := strings.HasPrefix(target, localPrefix); got != tc.wantLocal {
+				t.Errorf("client's data path %q, want the Unix socket: %v", target, tc.wantLocal)
 			}
 		})
 	}

@@ -126,7 +126,7 @@ func testKeepaliveDetectsSilentPartition(t *testing.T, path string) {
 		if p.target == "" {
 			t.Fatal("the server offers no data path")
 		}
-		dataHole = newBlackhole(t, p.target)
+		dataHole = newBlackhole(t, p.tcp) // its TCP port, not the Unix socket
 		p.target, p.reachable = dataHole.lis.Addr().String(), false
 		p.mu.Unlock()
 		waitDataPath(t, svc)

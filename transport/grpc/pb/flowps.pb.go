@@ -1260,10 +1260,14 @@ func (*DataPathRequest) Descriptor() ([]byte, []int) {
 
 // DataPathInfo locates a server's data path: the port on the host the
 // client reached the gRPC server at (0: none) and the protocol version.
+// local, when set, is the name of an abstract Unix socket ("@" and a
+// random name) serving the same data path to clients in the server's own
+// network namespace; a client elsewhere cannot reach it and uses the port.
 type DataPathInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Port          int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
 	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Local         string                 `protobuf:"bytes,3,opt,name=local,proto3" json:"local,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1310,6 +1314,13 @@ func (x *DataPathInfo) GetVersion() uint32 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *DataPathInfo) GetLocal() string {
+	if x != nil {
+		return x.Local
+	}
+	return ""
 }
 
 // DataError is the header of a call that failed on the data path: the
@@ -1462,10 +1473,11 @@ const file_flowps_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"*\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\bversions\x18\x01 \x03(\x03R\bversions\"\x11\n" +
-	"\x0fDataPathRequest\"<\n" +
+	"\x0fDataPathRequest\"R\n" +
 	"\fDataPathInfo\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\rR\aversion\"9\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
+	"\x05local\x18\x03 \x01(\tR\x05local\"9\n" +
 	"\tDataError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage*]\n" +
