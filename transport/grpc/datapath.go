@@ -34,7 +34,10 @@ import (
 // is no data; the response header a pb.PullHeader, followed by every part's
 // values as float32. Push: the request header is a pb.PushHeader followed by
 // the gradients in encoding enc (pb.ValueEncoding); the response header a
-// pb.PushResponse. A failed call answers status dataStatusError with a
+// pb.PushResponse. Replicate (only to a server whose DataPathInfo says
+// replicate): the request header is the JSON header of the replication
+// envelope (replica.go) followed by the ops' gradients as float32; the
+// response header the JSON ps.ReplicateResponse. A failed call answers status dataStatusError with a
 // pb.DataError header. A client abandons a call (cancel, deadline) by
 // closing the connection; the server then cancels the call's context.
 //
@@ -63,8 +66,9 @@ const localDataPath = runtime.GOOS == "linux"
 const dataALPN = "flowps-data/1"
 
 const (
-	dataOpPull = 1
-	dataOpPush = 2
+	dataOpPull      = 1
+	dataOpPush      = 2
+	dataOpReplicate = 3
 
 	dataStatusOK    = 0
 	dataStatusError = 1
@@ -112,14 +116,23 @@ func readDataPrefix(r io.Reader, maxHeader int, maxData int64) (dataPrefix, erro
 
 // readDataHeader reads n bytes of header and decodes them into m.
 func readDataHeader(r io.Reader, n uint32, m proto.Message) error {
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := readDataBytes(r, n)
+	if err != nil {
 		return err
 	}
 	if err := proto.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("%w: header: %v", errDataFrame, err)
 	}
 	return nil
+}
+
+// readDataBytes reads n bytes of header (n was checked by readDataPrefix).
+func readDataBytes(r io.Reader, n uint32) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // readValues fills segs, in order, from r, which holds the values in

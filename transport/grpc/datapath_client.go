@@ -57,6 +57,7 @@ type dataPeer struct {
 	target    string // HOST:PORT of the data path, or localPrefix and a Unix socket; "" for none
 	tcp       string // HOST:PORT, the fallback of a Unix target
 	noLocal   bool   // the server's Unix socket could not be reached: use TCP
+	replicate bool   // the data path carries Replicate calls too
 	reachable bool   // the last dial to target succeeded
 	probing   bool   // a background dial is in flight
 	backoff   time.Duration
@@ -258,8 +259,17 @@ func (dp *dataPeer) learn(ctx context.Context, p *peer) {
 		if target != dp.target {
 			dp.reachable = false
 		}
-		dp.known, dp.target = true, target
+		dp.known, dp.target, dp.replicate = true, target, info.GetReplicate()
 	}
+}
+
+// replicates reports whether Replicate calls may take the data path: the
+// server said so, or has not been asked yet (get asks it; a server that
+// does not carry them leaves the call on gRPC).
+func (dp *dataPeer) replicates() bool {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	return dp.replicate || !dp.known
 }
 
 // localPrefix marks a data-path target that is a Unix socket's name.
@@ -377,6 +387,21 @@ func (dp *dataPeer) close() {
 // aborts the I/O; the connection is then not reused. done must be called
 // when the call is over, with whether the connection may be reused.
 func (c *client) dataCall(ctx context.Context, dc *dataConn, op byte, enc byte, h proto.Message, data net.Buffers, ok proto.Message) (p dataPrefix, done func(reuse bool), err error) {
+	hb, err := proto.Marshal(h)
+	if err != nil {
+		return p, func(reuse bool) { c.p.data.put(dc) }, err
+	}
+	return c.dataCallRaw(ctx, dc, op, enc, hb, data, func(b []byte) error {
+		if err := proto.Unmarshal(b, ok); err != nil {
+			return fmt.Errorf("%w: header: %v", errDataFrame, err)
+		}
+		return nil
+	})
+}
+
+// dataCallRaw is dataCall with the request header encoded and the
+// response header handed to decode.
+func (c *client) dataCallRaw(ctx context.Context, dc *dataConn, op byte, enc byte, hb []byte, data net.Buffers, decode func([]byte) error) (p dataPrefix, done func(reuse bool), err error) {
 	dc.c.aborted.Store(false)
 	stop := context.AfterFunc(ctx, dc.c.abort)
 	done = func(reuse bool) {
@@ -392,7 +417,7 @@ func (c *client) dataCall(ctx context.Context, dc *dataConn, op byte, enc byte, 
 	// The connection itself, not the wrapper, so that net.Buffers can use
 	// writev.
 	raceOrder()
-	if err := writeDataMessage(dc.c.Conn, dataPrefix{kind: op, enc: enc, beat: dc.c.beat}, h, data); err != nil {
+	if err := writeDataRaw(dc.c.Conn, dataPrefix{kind: op, enc: enc, beat: dc.c.beat}, hb, data); err != nil {
 		return p, done, err
 	}
 	defer raceOrder()
@@ -410,10 +435,11 @@ func (c *client) dataCall(ctx context.Context, dc *dataConn, op byte, enc byte, 
 	}
 	switch p.kind {
 	case dataStatusOK:
-		if err := readDataHeader(dc.br, p.header, ok); err != nil {
+		b, err := readDataBytes(dc.br, p.header)
+		if err != nil {
 			return p, done, unexpectedEOF(err)
 		}
-		return p, done, nil
+		return p, done, decode(b)
 	case dataStatusError:
 		var e pb.DataError
 		if err := readDataHeader(dc.br, p.header, &e); err != nil {
@@ -485,6 +511,24 @@ func (c *client) dataPull(ctx context.Context, dc *dataConn, req *ps.PullRequest
 		return nil, c.dataFail(ctx, "pull", err)
 	}
 	return resp, nil
+}
+
+// dataReplicate is Replicate over the data path: the envelope's JSON
+// header, then the gradients written from the ops' slices.
+func (c *client) dataReplicate(ctx context.Context, dc *dataConn, in *envelope) (*ps.ReplicateResponse, error) {
+	var resp ps.ReplicateResponse
+	p, done, err := c.dataCallRaw(ctx, dc, dataOpReplicate, 0, in.header, net.Buffers(in.payload), func(b []byte) error {
+		return decodeHeader(b, &resp)
+	})
+	if err == nil && p.data != 0 {
+		err = fmt.Errorf("%w: replicate response with %d data bytes", errDataFrame, p.data)
+	}
+	var se *serviceError
+	done(err == nil || errors.As(err, &se))
+	if err != nil {
+		return nil, c.dataFail(ctx, "replicate", err)
+	}
+	return &resp, nil
 }
 
 // dataPush is Push over the data path: float32 gradients are written from

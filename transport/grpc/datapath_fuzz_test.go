@@ -53,12 +53,23 @@ func FuzzDataPathRequest(f *testing.F) {
 	f.Add(dataRequest(dataOpPush, 0, &pb.PushHeader{Parts: []*pb.PushPartHeader{{NumValues: 1 << 40, HasGrad: true}}}, nil))
 	f.Add(dataRequest(9, 0, &pb.PullRequest{}, nil))
 	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0})
-	fake := &transporttest.Fake{
+	rep := func(h string, data []byte) []byte {
+		b := dataPrefix{kind: dataOpReplicate, beat: 1, header: uint32(len(h)), data: uint64(len(data))}.put(nil)
+		return append(append(b, h...), data...)
+	}
+	f.Add(rep(`{"from":"p","ops":[{"Key":{"Var":"w"},"LSN":3,"has_grad":true,"num_grad":2}]}`, le(1, 2)))
+	f.Add(rep(`{"from":"p","ops":[{"has_grad":true,"num_grad":-1}]}`, nil))
+	f.Add(rep(`{"ops":[{"has_grad":true,"num_grad":1099511627776}]}`, nil))
+	f.Add(rep(`{"ops":[{"has_grad":true,"num_grad":2}]}`, le(1)))
+	fake := &fakeReplicator{Fake: transporttest.Fake{
 		PullFunc: func(context.Context, *ps.PullRequest) (*ps.PullResponse, error) {
 			return &ps.PullResponse{Parts: []ps.PartValues{{Values: []float32{1, 2, 3}}}}, nil
 		},
-	}
+	}, replicate: func(req *ps.ReplicateRequest) (*ps.ReplicateResponse, error) {
+		return &ps.ReplicateResponse{Status: make([]ps.OpStatus, len(req.Ops))}, nil
+	}}
 	s := NewServer(fake, ServerConfig{MaxTensorBytes: 1 << 20, MaxMessageBytes: 1 << 16})
+	s.rep = fake // as RegisterReplication does (which this small MaxMessageBytes refuses)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d := &dataServer{s: s, ctx: ctx, cancel: cancel}
@@ -93,6 +104,8 @@ func FuzzDataPathResponse(f *testing.F) {
 	f.Add(ok(&pb.PullHeader{Parts: []*pb.PartValuesHeader{{NumValues: 2, HasValues: true}, {NumValues: 1, HasValues: true}}}, le(1, 2, 3)))
 	f.Add(append(beat, ok(&pb.PullHeader{Parts: []*pb.PartValuesHeader{{NumValues: 3, HasValues: true}}}, le(1, 2, 3))...))
 	f.Add(ok(&pb.PushResponse{Versions: []int64{4}}, nil))
+	rh := []byte(`{"Status":[1],"Promised":[{"N":2,"ID":"p"}]}`)
+	f.Add(append(dataPrefix{kind: dataStatusOK, header: uint32(len(rh))}.put(nil), rh...))
 	errh, _ := proto.Marshal(&pb.DataError{Code: string(ps.CodeStale), Message: "old"})
 	f.Add(append(dataPrefix{kind: dataStatusError, header: uint32(len(errh))}.put(nil), errh...))
 	f.Add(ok(&pb.PullHeader{Parts: []*pb.PartValuesHeader{{NumValues: 1 << 40, HasValues: true}}}, nil))
@@ -125,6 +138,10 @@ func FuzzDataPathResponse(f *testing.F) {
 		dc = &dataConn{c: &watchedConn{Conn: &bytesConn{r: bytes.NewReader(data)}}}
 		dc.br = newDataReader(dc.c)
 		cl.dataPush(context.Background(), dc, &ps.PushRequest{Parts: []ps.PushPart{{Grad: []float32{1}}}})
+		dc = &dataConn{c: &watchedConn{Conn: &bytesConn{r: bytes.NewReader(data)}}}
+		dc.br = newDataReader(dc.c)
+		env, _ := encodeReplicateRequest(&ps.ReplicateRequest{From: "p", Ops: []ps.ReplicateOp{{Grad: []float32{1}}}})
+		cl.dataReplicate(context.Background(), dc, env)
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -303,8 +304,54 @@ func (d *dataServer) call(c net.Conn, br *bufio.Reader, p dataPrefix, scratch *[
 			return d.fail(c, unexpectedEOF(err))
 		}
 		return d.push(ctx, cancel, c, br, p, &h, scratch)
+	case dataOpReplicate:
+		if d.s.rep == nil || p.enc != 0 {
+			return reject(c, fmt.Errorf("%w: replicate (encoding %d) on a data path without replication", errDataFrame, p.enc))
+		}
+		hb, err := readDataBytes(br, p.header)
+		if err != nil {
+			return d.fail(c, unexpectedEOF(err))
+		}
+		return d.replicate(ctx, cancel, c, br, p, hb)
 	}
 	return reject(c, fmt.Errorf("%w: unknown operation %d", errDataFrame, p.kind))
+}
+
+// replicate serves a Replicate call: the envelope's header is checked
+// against the data announced before the gradients are read, into a
+// pooled array when the service keeps none of it (as for a push).
+func (d *dataServer) replicate(ctx context.Context, cancel func(), c net.Conn, br *bufio.Reader, p dataPrefix, hb []byte) error {
+	h, total, err := decodeReplicateHeader(hb, d.s.c.maxTensorBytes)
+	if err != nil {
+		return reject(c, err)
+	}
+	if p.data != 4*uint64(total) {
+		return reject(c, fmt.Errorf("%w: %d data bytes for %d gradient values", errDataFrame, p.data, total))
+	}
+	var pooled bool
+	all := d.s.gradAlloc(&pooled)(int(total))
+	if err := readValues(br, [][]float32{all}, pb.ValueEncoding_VALUE_ENCODING_FLOAT32, nil); err != nil {
+		return d.fail(c, unexpectedEOF(err))
+	}
+	req := replicateRequest(h, all)
+	var resp *ps.ReplicateResponse
+	if cut := d.watched(c, br, p, cancel, func() { resp, err = d.s.rep.Replicate(ctx, req) }); cut != nil {
+		return cut
+	}
+	if err == nil && pooled {
+		gradPool.put(all)
+	}
+	if err == nil && resp == nil {
+		err = errors.New("service returned no response")
+	}
+	if err != nil {
+		return respondError(c, err)
+	}
+	out, err := json.Marshal(resp)
+	if err != nil {
+		return respondError(c, err)
+	}
+	return writeDataRaw(c, dataPrefix{kind: dataStatusOK}, out, nil)
 }
 
 // fail answers a malformed request with its error, or gives up on a broken
@@ -499,6 +546,11 @@ func writeDataMessage(c net.Conn, p dataPrefix, h proto.Message, data net.Buffer
 	if err != nil {
 		return err
 	}
+	return writeDataRaw(c, p, hb, data)
+}
+
+// writeDataRaw is writeDataMessage with the header already encoded.
+func writeDataRaw(c net.Conn, p dataPrefix, hb []byte, data net.Buffers) error {
 	var n uint64
 	for _, b := range data {
 		n += uint64(len(b))
@@ -515,7 +567,7 @@ func writeDataMessage(c net.Conn, p dataPrefix, h proto.Message, data net.Buffer
 			bufs = append(bufs, b)
 		}
 	}
-	_, err = bufs.WriteTo(c)
+	_, err := bufs.WriteTo(c)
 	return err
 }
 
@@ -548,7 +600,7 @@ func (h *handler) DataPath(context.Context, *pb.DataPathRequest) (*pb.DataPathIn
 	if port == 0 {
 		return &pb.DataPathInfo{}, nil
 	}
-	return &pb.DataPathInfo{Port: int32(port), Version: dataVersion, Local: name}, nil
+	return &pb.DataPathInfo{Port: int32(port), Version: dataVersion, Local: name, Replicate: h.s.rep != nil}, nil
 }
 
 // LocalDataAddr is the abstract Unix socket the data path also listens on

@@ -63,6 +63,7 @@ func (s *Server) RegisterReplication() error {
 		return fmt.Errorf("grpctransport: %T does not implement ps.Replicator", s.svc)
 	}
 	s.gs.RegisterService(&replicationDesc, &replicationServer{rep: rep, s: s})
+	s.rep = rep
 	return nil
 }
 
@@ -146,11 +147,23 @@ func installHandler(srv any, stream grpc.ServerStream) error {
 	})
 }
 
-// Replicate implements ps.Replicator.
+// Replicate implements ps.Replicator: over the data path when the server
+// carries replication there (DataPathInfo.replicate), else over gRPC.
 func (c *client) Replicate(ctx context.Context, req *ps.ReplicateRequest) (*ps.ReplicateResponse, error) {
 	in, err := encodeReplicateRequest(req)
 	if err != nil {
 		return nil, err
+	}
+	if dp := c.p.data; dp != nil && dp.replicates() {
+		if err := c.check(ctx, "replicate"); err != nil {
+			return nil, err
+		}
+		if dc := dp.get(ctx, c.p); dc != nil {
+			if dp.replicates() { // now known: get asked the server
+				return c.dataReplicate(ctx, dc, in)
+			}
+			dp.put(dc)
+		}
 	}
 	out, _, err := c.callEnvelope(ctx, "replicate", 0, ReplicationReplicateMethod, in)
 	if err != nil {
@@ -403,20 +416,41 @@ func leBytes(v []float32) []byte {
 	return b
 }
 
-func decodeReplicateRequest(hb, payload []byte) (*ps.ReplicateRequest, error) {
+// decodeReplicateHeader decodes a Replicate envelope's header and returns
+// the number of gradient values its ops announce, at most maxBytes/4.
+func decodeReplicateHeader(hb []byte, maxBytes int64) (*replicateHeader, int64, error) {
 	var h replicateHeader
 	if err := decodeHeader(hb, &h); err != nil {
+		return nil, 0, err
+	}
+	total, err := totalValues(len(h.Ops), func(i int) int64 { return int64(h.Ops[i].NumGrad) }, maxBytes)
+	if err != nil {
+		return nil, 0, fmt.Errorf("replicate: %w", err)
+	}
+	return &h, total, nil
+}
+
+// replicateRequest gives the ops of h their gradients, in order, from all
+// (which holds exactly the values h announces).
+func replicateRequest(h *replicateHeader, all []float32) *ps.ReplicateRequest {
+	req := &ps.ReplicateRequest{From: h.From, Ops: make([]ps.ReplicateOp, len(h.Ops))}
+	for i, op := range h.Ops {
+		req.Ops[i] = op.ReplicateOp
+		if op.HasGrad {
+			req.Ops[i].Grad = all[:op.NumGrad:op.NumGrad]
+			all = all[op.NumGrad:]
+		}
+	}
+	return req
+}
+
+func decodeReplicateRequest(hb, payload []byte) (*ps.ReplicateRequest, error) {
+	h, total, err := decodeReplicateHeader(hb, int64(len(payload)))
+	if err != nil && !errors.Is(err, ps.ErrTooLarge) {
 		return nil, err
 	}
-	total := uint64(0)
-	for _, op := range h.Ops {
-		if op.NumGrad < 0 {
-			return nil, ps.Errorf(ps.ErrInvalidArgument, "replicate: negative gradient length")
-		}
-		total += uint64(op.NumGrad)
-	}
-	if 4*total != uint64(len(payload)) {
-		return nil, ps.Errorf(ps.ErrInvalidArgument, "replicate: %d payload bytes, header says %d", len(payload), 4*total)
+	if err != nil || 4*total != int64(len(payload)) {
+		return nil, ps.Errorf(ps.ErrInvalidArgument, "replicate: %d payload bytes do not match the header's gradient lengths", len(payload))
 	}
 	var all []float32
 	if littleEndian && len(payload) > 0 && uintptr(unsafe.Pointer(&payload[0]))%4 == 0 {
@@ -427,13 +461,5 @@ func decodeReplicateRequest(hb, payload []byte) (*ps.ReplicateRequest, error) {
 			all[j] = math.Float32frombits(binary.LittleEndian.Uint32(payload[4*j:]))
 		}
 	}
-	req := &ps.ReplicateRequest{From: h.From, Ops: make([]ps.ReplicateOp, len(h.Ops))}
-	for i, op := range h.Ops {
-		req.Ops[i] = op.ReplicateOp
-		if op.HasGrad {
-			req.Ops[i].Grad = all[:op.NumGrad:op.NumGrad]
-			all = all[op.NumGrad:]
-		}
-	}
-	return req, nil
+	return replicateRequest(h, all), nil
 }

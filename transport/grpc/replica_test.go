@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/sharding"
+	"github.com/flowps/flowps/transport/transporttest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,11 +51,18 @@ func serveReplicating(t *testing.T, id string, d *Dialer) (*ps.Server, string) {
 	return s, lis.Addr().String()
 }
 
-// TestReplicationOverGRPC: two replicating servers over real gRPC: a
-// 4-million-value push is forwarded to the replica (chunked envelopes), the
-// replica's state equals the primary's bit for bit, and Fetch returns it.
+// TestReplicationOverGRPC: two replicating servers over the real
+// transport, with Replicate on the data path and (data path off) on gRPC:
+// a 4-million-value push is forwarded to the replica, the replica's state
+// equals the primary's bit for bit, and Fetch returns it.
 func TestReplicationOverGRPC(t *testing.T) {
-	d := NewDialer(DialerConfig{})
+	for _, dp := range []string{"", DataPathOff} {
+		t.Run("datapath="+dp, func(t *testing.T) { testReplication(t, dp) })
+	}
+}
+
+func testReplication(t *testing.T, dataPath string) {
+	d := NewDialer(DialerConfig{DataPath: dataPath})
 	t.Cleanup(func() { d.Close() })
 	a, addrA := serveReplicating(t, "a", d)
 	b, addrB := serveReplicating(t, "b", d)
@@ -219,5 +228,130 @@ func BenchmarkReplicatedPush(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// fakeReplicator is a transporttest.Fake that also answers Replicate with
+// replicate, counting the calls.
+type fakeReplicator struct {
+	transporttest.Fake
+	replicate func(*ps.ReplicateRequest) (*ps.ReplicateResponse, error)
+	calls     atomic.Int64
+}
+
+func (f *fakeReplicator) Replicate(_ context.Context, req *ps.ReplicateRequest) (*ps.ReplicateResponse, error) {
+	f.calls.Add(1)
+	return f.replicate(req)
+}
+
+func (f *fakeReplicator) Fetch(context.Context, *ps.FetchRequest) (*ps.FetchResponse, error) {
+	return &ps.FetchResponse{}, nil
+}
+
+func (f *fakeReplicator) Install(context.Context, *ps.InstallRequest) (*ps.InstallResponse, error) {
+	return &ps.InstallResponse{}, nil
+}
+
+// Replicate takes the data path when the server carries replication there
+// (DataPath "", over its Unix socket or TCP) and gRPC when the client
+// turned the data path off: either way the replica receives the request
+// exactly as sent (terms, LSNs, rows, gradients), its answer comes back
+// whole, and a service error keeps its sentinel.
+func TestReplicateOverDataPath(t *testing.T) {
+	ctx := context.Background()
+	req := &ps.ReplicateRequest{From: "p", Ops: []ps.ReplicateOp{
+		{Key: ps.PartKey{Var: "v", Index: 2}, Term: ps.Term{N: 3, ID: "p"}, LSN: 9, ClientID: "c", Seq: 4, Grad: []float32{1, 2, 3}},
+		{Key: ps.PartKey{Var: "v"}, LSN: 10, Barrier: true},
+		{Key: ps.PartKey{Var: "v"}, LSN: 11, Rows: []int64{1, 1}, Grad: []float32{1.5, -2, 3, 4}, Worker: 1, Clock: 2, Step: 5},
+	}}
+	want := &ps.ReplicateResponse{Status: []ps.OpStatus{ps.OpApplied, ps.OpNeedState, ps.OpDeposed},
+		Promised: []ps.Term{{N: 1, ID: "a"}, {}, {N: 7, ID: "q"}}}
+	for _, tc := range []struct {
+		name     string
+		dataPath string
+		wantData bool
+	}{
+		{"data path", "", true},
+		{"data path over tcp", DataPathTCP, true},
+		{"grpc", DataPathOff, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var fail atomic.Bool
+			fake := &fakeReplicator{replicate: func(got *ps.ReplicateRequest) (*ps.ReplicateResponse, error) {
+				if fail.Load() {
+					return nil, ps.Errorf(ps.ErrNotOwner, "not mine")
+				}
+				if !reflect.DeepEqual(got, req) {
+					return nil, fmt.Errorf("replica received %+v, sent %+v", got, req)
+				}
+				return want, nil
+			}}
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs := NewServer(fake, ServerConfig{})
+			if err := gs.RegisterReplication(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- gs.Serve(lis) }()
+			t.Cleanup(func() { gs.Stop(); <-done })
+			d := NewDialer(DialerConfig{DataPath: tc.dataPath})
+			defer d.Close()
+			svc, err := d.Dial(ctx, lis.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantData {
+				waitDataPath(t, svc)
+			}
+			rep := svc.(ps.Replicator)
+			for range 3 {
+				got, err := rep.Replicate(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("response %+v, want %+v", got, want)
+				}
+			}
+			fail.Store(true)
+			if _, err := rep.Replicate(ctx, req); !errors.Is(err, ps.ErrNotOwner) {
+				t.Fatalf("service error came back as %v, want ps.ErrNotOwner", err)
+			}
+			var onData uint64
+			if gs.data != nil {
+				onData = gs.data.calls.Load()
+			}
+			if n := fake.calls.Load(); n != 4 {
+				t.Fatalf("replica saw %d calls, want 4", n)
+			}
+			if got := onData == 4; got != tc.wantData || !tc.wantData && onData != 0 {
+				t.Errorf("%d of 4 replicate calls on the data path, want all: %v", onData, tc.wantData)
+			}
+		})
+	}
+}
+
+// A server without replication registered says so in DataPathInfo, and a
+// client's Replicate stays on gRPC (which answers Unimplemented) instead of
+// sending the data path an operation it would refuse.
+func TestReplicateWithoutReplicationStaysOnGRPC(t *testing.T) {
+	ctx := context.Background()
+	s, addr := serveData(t, &transporttest.Fake{}, ServerConfig{})
+	d := NewDialer(DialerConfig{})
+	defer d.Close()
+	svc, err := d.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDataPath(t, svc)
+	_, err = svc.(ps.Replicator).Replicate(ctx, &ps.ReplicateRequest{From: "p"})
+	if err == nil || errors.Is(err, ps.ErrInvalidArgument) {
+		t.Fatalf("Replicate to a server without replication: %v, want gRPC's unimplemented", err)
+	}
+	if n := s.data.calls.Load(); n != 0 {
+		t.Errorf("%d calls reached the data path", n)
 	}
 }

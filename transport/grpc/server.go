@@ -31,6 +31,9 @@ type Server struct {
 	// recycle says svc keeps no reference to a pushed gradient once Push
 	// returned successfully, so the handler may reuse its backing array.
 	recycle bool
+	// rep serves replication (RegisterReplication), on gRPC and the data
+	// path; nil when not registered.
+	rep ps.Replicator
 
 	dataMu sync.Mutex
 	data   *dataServer // nil until Serve starts it, or when off

@@ -1263,11 +1263,14 @@ func (*DataPathRequest) Descriptor() ([]byte, []int) {
 // local, when set, is the name of an abstract Unix socket ("@" and a
 // random name) serving the same data path to clients in the server's own
 // network namespace; a client elsewhere cannot reach it and uses the port.
+// replicate says the data path also carries the Replication service's
+// Replicate calls (servers with replication on; older ones do not).
 type DataPathInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Port          int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
 	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Local         string                 `protobuf:"bytes,3,opt,name=local,proto3" json:"local,omitempty"`
+	Replicate     bool                   `protobuf:"varint,4,opt,name=replicate,proto3" json:"replicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1321,6 +1324,13 @@ func (x *DataPathInfo) GetLocal() string {
 		return x.Local
 	}
 	return ""
+}
+
+func (x *DataPathInfo) GetReplicate() bool {
+	if x != nil {
+		return x.Replicate
+	}
+	return false
 }
 
 // DataError is the header of a call that failed on the data path: the
@@ -1473,11 +1483,12 @@ const file_flowps_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"*\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\bversions\x18\x01 \x03(\x03R\bversions\"\x11\n" +
-	"\x0fDataPathRequest\"R\n" +
+	"\x0fDataPathRequest\"p\n" +
 	"\fDataPathInfo\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
-	"\x05local\x18\x03 \x01(\tR\x05local\"9\n" +
+	"\x05local\x18\x03 \x01(\tR\x05local\x12\x1c\n" +
+	"\treplicate\x18\x04 \x01(\bR\treplicate\"9\n" +
 	"\tDataError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage*]\n" +
