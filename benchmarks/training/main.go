@@ -23,6 +23,7 @@ type config struct {
 	Model, Data, Mode string
 	Batch, Epochs     int
 	Replicas          int
+	Threads           int    // trainer --threads of every trainer; 0: not given
 	Bin               string // directory holding psd and trainer; empty: build
 	JSON              bool
 	Pprof             string // directory for psd CPU profiles; empty: none
@@ -46,6 +47,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.Batch, "batch", 128, "examples per step per trainer (trainer --batch)")
 	fs.IntVar(&c.Epochs, "epochs", 1, "epochs per trainer (a trainer's epoch is its share of the training set)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "psd --replicas (1: no replication, the parameter-server path alone)")
+	fs.IntVar(&c.Threads, "threads", 0, "trainer --threads (GOMAXPROCS) of every trainer, local and distributed alike: 1 runs each trainer on one thread, as the pytorch row does; 0: not given (Go's default, one per CPU)")
 	fs.StringVar(&c.Bin, "bin", "", "`DIR` holding psd and trainer binaries; empty: go build them into a temporary directory")
 	fs.BoolVar(&c.JSON, "json", false, "print the rows as JSON instead of a table")
 	fs.StringVar(&c.Pprof, "pprof", "", "`DIR` to save each psd's CPU profile of the distributed setups in")
@@ -77,6 +79,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--epochs %d: want ≥ 1", c.Epochs)
 	case c.Replicas < 1:
 		return nil, fmt.Errorf("--replicas %d: want ≥ 1", c.Replicas)
+	case c.Threads < 0:
+		return nil, fmt.Errorf("--threads %d: want ≥ 0", c.Threads)
 	case c.PprofSeconds < 1:
 		return nil, fmt.Errorf("--pprof-seconds %d: want ≥ 1", c.PprofSeconds)
 	case c.Timeout <= 0:
@@ -189,11 +193,11 @@ func bench(ctx context.Context, cfg *config, stdout, stderr io.Writer) (err erro
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{
 			"model": cfg.Model, "data": cfg.Data, "mode": cfg.Mode, "batch": cfg.Batch, "epochs": cfg.Epochs,
-			"replicas": cfg.Replicas, "build_tags": tags, "rows": rows, "setups": results,
+			"replicas": cfg.Replicas, "threads": cfg.Threads, "build_tags": tags, "rows": rows, "setups": results,
 		})
 	}
-	fmt.Fprintf(stdout, "model %s, data %s, %s mode, batch %d per trainer, %d epoch(s) per trainer, psd --replicas %d, build tags %q\n",
-		cfg.Model, cfg.Data, cfg.Mode, cfg.Batch, cfg.Epochs, cfg.Replicas, tags)
+	fmt.Fprintf(stdout, "model %s, data %s, %s mode, batch %d per trainer, %d epoch(s) per trainer, psd --replicas %d, trainer --threads %d, build tags %q\n",
+		cfg.Model, cfg.Data, cfg.Mode, cfg.Batch, cfg.Epochs, cfg.Replicas, cfg.Threads, tags)
 	if err := writeTable(stdout, rows); err != nil {
 		return err
 	}
@@ -238,6 +242,9 @@ func runSetup(ctx context.Context, cfg *config, bin, logs, name string) (setupRe
 
 	common := []string{"--model", cfg.Model, "--data", cfg.Data, "--batch", strconv.Itoa(cfg.Batch),
 		"--epochs", strconv.Itoa(cfg.Epochs), "--mode", cfg.Mode, "--progress", "10"}
+	if cfg.Threads > 0 {
+		common = append(common, "--threads", strconv.Itoa(cfg.Threads))
+	}
 	start := time.Now()
 	trainers := make([]*proc, nTr)
 	for r := range nTr {

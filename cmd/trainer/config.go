@@ -40,6 +40,7 @@ type config struct {
 	Mode      string  // async | sync | ssp
 	Staleness int     // SSP bound in clocks
 	Workers   int     // workers taking part
+	Threads   int     // GOMAXPROCS for this run (--threads); 0: Go's default
 	Rank      int     // this worker's rank
 	Seed      int64   // initialisation and shuffling seed
 	Logdir    string  // where to write per-epoch metrics (JSON lines); empty: none
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Mode, "mode", "async", "consistency: async|sync|ssp")
 	fs.IntVar(&c.Staleness, "staleness", 2, "SSP staleness bound in steps (--mode ssp)")
 	fs.IntVar(&c.Workers, "workers", 1, "number of workers in the job")
+	fs.IntVar(&c.Threads, "threads", 0, "OS threads running Go code (GOMAXPROCS): the step's kernels, pushes and pulls; 0: one per CPU (Go's default). 1 runs the trainer on one thread, as PyTorch's torch.set_num_threads(1)")
 	fs.IntVar(&c.Rank, "rank", 0, "this worker's rank, 0 ≤ rank < workers")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed for initialisation and shuffling (same on every worker)")
 	fs.StringVar(&c.Logdir, "logdir", "", "directory for per-epoch metrics as JSON lines (trainer-RANK.jsonl); empty: none")
@@ -143,6 +145,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 }
 
 func (c *config) validate() error {
+	if c.Threads < 0 {
+		return fmt.Errorf("--threads %d: want 0 (one per CPU) or more", c.Threads)
+	}
 	if c.Local == (c.Join != "") {
 		return errors.New("give exactly one of --local and --join HOST:PORT")
 	}

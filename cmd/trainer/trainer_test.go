@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--join", "127.0.0.1:1", "--gradient-encoding", "int8"}, "unknown --gradient-encoding"},
 		{[]string{"--local", "--gradient-encoding", "bf16"}, "applies to --join only"},
 		{[]string{"--join", "127.0.0.1:1", "--tls-cert", "x.pem"}, "--tls-key"},
+		{[]string{"--local", "--threads", "-1"}, "--threads"},
+		{[]string{"--join", "127.0.0.1:1", "--data-path", "udp"}, "want auto, tcp or off"},
 	}
 	for _, c := range cases {
 		code, res, stderr := runTrainer(t, c.args...)
@@ -177,6 +180,22 @@ func TestLocalSynthetic(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(logdir, "trainer-0.jsonl"))
 	if err != nil || strings.Count(string(b), "\n") != 3 {
 		t.Errorf("logdir: %v %q", err, b)
+	}
+}
+
+// --threads 1 runs the job with GOMAXPROCS 1 (reported as threads) and
+// gives the process its own setting back when the run ends.
+func TestThreadsFlag(t *testing.T) {
+	before := goruntime.GOMAXPROCS(0)
+	code, res, stderr := runTrainer(t, "--local", "--data", "synthetic", "--model", "logreg", "--epochs", "1", "--threads", "1")
+	if code != 0 || res == nil {
+		t.Fatalf("code %d stderr %s", code, stderr)
+	}
+	if res.Threads != 1 {
+		t.Errorf("threads %d in the result, want 1", res.Threads)
+	}
+	if after := goruntime.GOMAXPROCS(0); after != before {
+		t.Errorf("GOMAXPROCS %d after the run, %d before", after, before)
 	}
 }
 
