@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,10 +292,12 @@ func TestTFConfigTFJobShape(t *testing.T) {
 	ps0 := startPsd(t, []string{withTask("ps", 0)})
 	ps1 := startPsd(t, []string{withTask("ps", 1)})
 	type status struct {
-		ID      string `json:"id"`
-		Addr    string `json:"addr"`
-		Gossip  string `json:"gossip"`
-		Members []struct {
+		ID        string `json:"id"`
+		Addr      string `json:"addr"`
+		Gossip    string `json:"gossip"`
+		Data      string `json:"data"`
+		DataLocal string `json:"data_local"`
+		Members   []struct {
 			ID   string `json:"id"`
 			Role string `json:"role"`
 		} `json:"members"`
@@ -313,6 +316,9 @@ func TestTFConfigTFJobShape(t *testing.T) {
 			wantAddr := fmt.Sprintf("127.0.0.1:%d", ports["ps"][i]+1)
 			if st.ID != fmt.Sprintf("ps-%d", i) || st.Gossip != wantGossip || st.Addr != wantAddr {
 				return fmt.Errorf("id %q gossip %q addr %q, want ps-%d %s %s", st.ID, st.Gossip, st.Addr, i, wantGossip, wantAddr)
+			}
+			if !strings.HasPrefix(st.Data, "127.0.0.1:") || goruntime.GOOS == "linux" && !strings.HasPrefix(st.DataLocal, "@flowps-data-") {
+				return fmt.Errorf("data path %q and %q on /status, want 127.0.0.1:PORT and (Linux) @flowps-data-…", st.Data, st.DataLocal)
 			}
 			n := 0
 			for _, m := range st.Members {

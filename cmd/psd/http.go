@@ -14,10 +14,14 @@ import (
 
 // status is the JSON document /status serves.
 type status struct {
-	ID         string          `json:"id"`
-	Role       sharding.Role   `json:"role"`
-	Addr       string          `json:"addr"`
-	Gossip     string          `json:"gossip"`
+	ID     string        `json:"id"`
+	Role   sharding.Role `json:"role"`
+	Addr   string        `json:"addr"`
+	Gossip string        `json:"gossip"`
+	// Data and DataLocal are where the data path listens: TCP and, for
+	// clients in this network namespace, the abstract Unix socket.
+	Data       string          `json:"data,omitempty"`
+	DataLocal  string          `json:"data_local,omitempty"`
 	Epoch      uint64          `json:"epoch"`
 	Uptime     string          `json:"uptime"`
 	Replicas   int             `json:"replicas"`
@@ -42,6 +46,7 @@ func (n *node) status() status {
 		ID: n.cfg.ID, Role: sharding.RolePS, Addr: self.Addr, Gossip: self.Gossip,
 		Uptime: time.Since(n.start).Round(time.Second).String(), Replicas: n.cfg.Replicas,
 		Partitions: n.server.Status(), Transport: n.fabric.status(nil),
+		Data: n.grpc.DataAddr(), DataLocal: n.grpc.LocalDataAddr(),
 	}
 	n.mu.Lock()
 	st.Epoch = n.epoch
@@ -93,7 +98,7 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}</style>
 </head><body>
 <h1>psd {{.ID}}</h1>
-<p>gRPC {{.Addr}} · gossip {{.Gossip}} · view epoch {{.Epoch}} · up {{.Uptime}} · replicas {{.Replicas}}</p>
+<p>gRPC {{.Addr}} · gossip {{.Gossip}} · data path {{if .Data}}{{.Data}}{{if .DataLocal}} and {{.DataLocal}}{{end}}{{else}}off{{end}} · view epoch {{.Epoch}} · up {{.Uptime}} · replicas {{.Replicas}}</p>
 <p>fabric: {{with .Transport}}{{if .FabricProvider}}{{.FabricProvider}}, {{.FabricClients}} clients{{else}}none{{end}} — {{.Reason}}{{end}}</p>
 <h2>Members ({{len .Members}})</h2>
 <table><tr><th>id</th><th>role</th><th>address</th><th>gossip</th><th>host</th><th>fabric</th></tr>
