@@ -305,8 +305,11 @@ func (d *dataServer) call(c net.Conn, br *bufio.Reader, p dataPrefix, scratch *[
 		}
 		return d.push(ctx, cancel, c, br, p, &h, scratch)
 	case dataOpReplicate:
-		if d.s.rep == nil || p.enc != 0 {
-			return reject(c, fmt.Errorf("%w: replicate (encoding %d) on a data path without replication", errDataFrame, p.enc))
+		switch {
+		case d.s.rep == nil:
+			return reject(c, fmt.Errorf("%w: replicate on a data path without replication", errDataFrame))
+		case p.enc != 0:
+			return reject(c, fmt.Errorf("%w: replicate with value encoding %d (float32 only)", errDataFrame, p.enc))
 		}
 		hb, err := readDataBytes(br, p.header)
 		if err != nil {
