@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowps/flowps/ps"
 	"github.com/flowps/flowps/sharding"
+	grpctransport "github.com/flowps/flowps/transport/grpc"
 )
 
 // cluster is this process's way to the parameter servers: an in-process
@@ -24,6 +25,8 @@ type cluster struct {
 	progress io.Writer
 	id       string
 	closers  []func() error
+	// dataPaths reports how calls to each psd travel (nil with --local).
+	dataPaths func() []grpctransport.DataPath
 }
 
 // connect sets up the parameter servers cfg asks for. With --join it joins
@@ -94,11 +97,11 @@ func (c *cluster) join(ctx context.Context, cfg *config) error {
 		}
 	}
 	c.members = m
-	d, closeDialer, err := newDialer(cfg, c.logger, c.progress, m)
+	d, closeDialer, dataPaths, err := newDialer(cfg, c.logger, c.progress, m)
 	if err != nil {
 		return err
 	}
-	c.dialer = d
+	c.dialer, c.dataPaths = d, dataPaths
 	c.closers = append(c.closers, closeDialer)
 	return nil
 }

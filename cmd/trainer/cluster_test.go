@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/flowps/flowps/internal/clustertest"
+	grpctransport "github.com/flowps/flowps/transport/grpc"
 )
 
 // TestClusterSync trains with two trainers against two real psd processes
@@ -56,6 +58,23 @@ func TestClusterSync(t *testing.T) {
 		return res
 	}
 	res := runPair()
+	// The psd run in this process, so by the end the trainers' pulls and
+	// pushes to each psd holding their variables travel over its data
+	// path's Unix socket (TCP off Linux).
+	want := grpctransport.ViaUnix
+	if goruntime.GOOS != "linux" {
+		want = grpctransport.ViaTCP
+	}
+	for r := range 2 {
+		if len(res[r].DataPaths) == 0 || len(res[r].DataPaths) > 2 {
+			t.Errorf("trainer %d: data paths %v, want one per psd holding its variables", r, res[r].DataPaths)
+		}
+		for addr, via := range res[r].DataPaths {
+			if via != want {
+				t.Errorf("trainer %d: calls to %s over %s, want %s", r, addr, via, want)
+			}
+		}
+	}
 	code, local, stderr := runTrainer(t, append([]string{"--local", "--mode", "sync", "--batch", "50"}, common...)...)
 	if code != 0 {
 		t.Fatalf("local: %d %s", code, stderr)

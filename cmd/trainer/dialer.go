@@ -17,7 +17,10 @@ import (
 // mutual TLS when --tls-* are given (TLS keeps every psd on gRPC: the
 // fabric neither encrypts nor authenticates). Each psd's transport and the
 // reason are printed to progress when first chosen and when they change.
-func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.MemberSource) (ps.Dialer, func() error, error) {
+//
+// dataPaths reports how calls to each psd dialed so far travel over gRPC's
+// side: its data path over the psd's Unix socket or TCP, or gRPC streams.
+func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.MemberSource) (d ps.Dialer, closeFn func() error, dataPaths func() []grpctransport.DataPath, err error) {
 	g := grpctransport.NewDialer(grpctransport.DialerConfig{
 		Compression:      cfg.Compress,
 		GradientEncoding: cfg.GradEncoding,
@@ -25,7 +28,7 @@ func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.
 		TLS:              cfg.Security.TLS,
 		Logger:           logger.With("component", "grpc"),
 	})
-	d, err := auto.NewDialer(auto.Config{
+	ad, err := auto.NewDialer(auto.Config{
 		Mode:     cfg.Transport,
 		Provider: cfg.RDMAProvider,
 		Secure:   cfg.Security.TLS != nil,
@@ -36,9 +39,9 @@ func newDialer(cfg *config, logger *slog.Logger, progress io.Writer, members ps.
 	})
 	if err != nil {
 		g.Close()
-		return nil, nil, fmt.Errorf("--transport %s --rdma-provider %q: %w", cfg.Transport, cfg.RDMAProvider, err)
+		return nil, nil, nil, fmt.Errorf("--transport %s --rdma-provider %q: %w", cfg.Transport, cfg.RDMAProvider, err)
 	}
-	return d, g.Close, nil
+	return ad, g.Close, g.DataPaths, nil
 }
 
 // dataPath maps --data-path to grpctransport.DialerConfig.DataPath.

@@ -81,6 +81,10 @@ type result struct {
 	Kernels string `json:"kernels"`
 	// Threads is GOMAXPROCS during the run (--threads).
 	Threads int `json:"threads"`
+	// DataPaths says, per psd gRPC address (--join), how pulls and pushes
+	// travelled at the end: "unix" or "tcp" (the psd's data path) or
+	// "grpc"; when RDMA carried them it is the gRPC side's state.
+	DataPaths map[string]string `json:"data_paths,omitempty"`
 	// EventFile is the TensorBoard event file written with --logdir.
 	EventFile string `json:"event_file,omitempty"`
 }
@@ -190,6 +194,13 @@ func train(ctx context.Context, cfg *config, progress io.Writer, logger *slog.Lo
 	}
 	res.LoadSeconds = loadDur.Seconds()
 	res.TotalSeconds = time.Since(start).Seconds()
+	if conn.dataPaths != nil {
+		res.DataPaths = map[string]string{}
+		for _, dp := range conn.dataPaths() {
+			res.DataPaths[dp.Addr] = dp.Via
+			fmt.Fprintf(progress, "pulls and pushes to %s: %s %s\n", dp.Addr, dp.Via, dp.Target)
+		}
+	}
 	if events != nil {
 		res.EventFile = events.Path()
 		if err := events.Close(); err != nil {

@@ -272,6 +272,39 @@ func (dp *dataPeer) replicates() bool {
 	return dp.replicate || !dp.known
 }
 
+// Ways calls to a server travel (DataPath.Via).
+const (
+	ViaUnix = "unix" // the data path over the server's Unix socket
+	ViaTCP  = "tcp"  // the data path over TCP
+	ViaGRPC = "grpc" // gRPC streams: no data path, not connected yet, or off
+)
+
+// DataPath is how pulls and pushes to one server travel now.
+type DataPath struct {
+	// Addr is the server's gRPC address, as dialed.
+	Addr string `json:"addr"`
+	// Via is ViaUnix, ViaTCP or ViaGRPC.
+	Via string `json:"via"`
+	// Target is the data path's HOST:PORT or socket name ("" for gRPC).
+	Target string `json:"target,omitempty"`
+}
+
+// state reports dp as a DataPath.
+func (dp *dataPeer) state() DataPath {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	out := DataPath{Addr: dp.addr, Via: ViaGRPC}
+	if !dp.known || dp.target == "" || !dp.reachable || dp.closed {
+		return out
+	}
+	if name, ok := strings.CutPrefix(dp.target, localPrefix); ok {
+		out.Via, out.Target = ViaUnix, name
+	} else {
+		out.Via, out.Target = ViaTCP, dp.target
+	}
+	return out
+}
+
 // localPrefix marks a data-path target that is a Unix socket's name.
 const localPrefix = "unix:"
 

@@ -147,6 +147,13 @@ func TestDataPathLocalSocket(t *testing.T) {
 			if got := strings.HasPrefix(target, localPrefix); got != tc.wantLocal {
 				t.Errorf("client's data path %q, want the Unix socket: %v", target, tc.wantLocal)
 			}
+			want := DataPath{Addr: addr, Via: ViaTCP, Target: s.DataAddr()}
+			if tc.wantLocal {
+				want = DataPath{Addr: addr, Via: ViaUnix, Target: s.LocalDataAddr()}
+			}
+			if got := d.DataPaths(); len(got) != 1 || got[0] != want {
+				t.Errorf("DataPaths %+v, want [%+v]", got, want)
+			}
 		})
 	}
 }

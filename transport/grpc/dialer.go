@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -159,6 +161,27 @@ func (d *Dialer) release(p *peer) {
 	if last {
 		p.close()
 	}
+}
+
+// DataPaths reports, for every server a Service dialed from d is open to,
+// how its pulls and pushes travel now, sorted by address.
+func (d *Dialer) DataPaths() []DataPath {
+	d.mu.Lock()
+	peers := make([]*peer, 0, len(d.peers))
+	for _, p := range d.peers {
+		peers = append(peers, p)
+	}
+	d.mu.Unlock()
+	out := make([]DataPath, 0, len(peers))
+	for _, p := range peers {
+		if p.data == nil {
+			out = append(out, DataPath{Addr: p.addr, Via: ViaGRPC})
+			continue
+		}
+		out = append(out, p.data.state())
+	}
+	slices.SortFunc(out, func(a, b DataPath) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }
 
 // Close closes every connection; calls on Services dialed from d and Dial
