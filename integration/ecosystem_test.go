@@ -30,16 +30,18 @@ import (
 // trainerResult is the part of the trainer's final JSON line these tests
 // read.
 type trainerResult struct {
-	Rank          int     `json:"rank"`
-	Workers       int     `json:"workers"`
-	Steps         int64   `json:"steps"`
-	TestAccuracy  float64 `json:"test_accuracy"`
-	TrainAccuracy float64 `json:"train_accuracy"`
-	BytesPushed   int64   `json:"bytes_pushed"`
-	BytesPulled   int64   `json:"bytes_pulled"`
-	EventFile     string  `json:"event_file"`
-	LoadSeconds   float64 `json:"load_seconds"`
-	Params        int     `json:"params"`
+	Rank         int     `json:"rank"`
+	Workers      int     `json:"workers"`
+	Steps        int64   `json:"steps"`
+	TestAccuracy float64 `json:"test_accuracy"`
+	// EpochTestAccuracy is the test accuracy after each epoch.
+	EpochTestAccuracy []float64 `json:"epoch_test_accuracy"`
+	TrainAccuracy     float64   `json:"train_accuracy"`
+	BytesPushed       int64     `json:"bytes_pushed"`
+	BytesPulled       int64     `json:"bytes_pulled"`
+	EventFile         string    `json:"event_file"`
+	LoadSeconds       float64   `json:"load_seconds"`
+	Params            int       `json:"params"`
 }
 
 // runTrainerBin runs the trainer binary with env added to this process's
