@@ -244,10 +244,11 @@ func totalValues(n int, size func(int) int64, maxBytes int64) (int64, error) {
 		if s < 0 {
 			return 0, ps.Errorf(ps.ErrInvalidArgument, "part %d announces %d values", i, s)
 		}
-		total += s
-		if total > maxBytes/4 {
+		// Compared before adding, so that no sum of sizes can wrap.
+		if s > maxBytes/4-total {
 			return 0, ps.Errorf(ps.ErrTooLarge, "tensor data exceeds the limit of %d bytes", maxBytes)
 		}
+		total += s
 	}
 	return total, nil
 }

@@ -61,6 +61,10 @@ func FuzzDataPathRequest(f *testing.F) {
 	f.Add(rep(`{"from":"p","ops":[{"has_grad":true,"num_grad":-1}]}`, nil))
 	f.Add(rep(`{"ops":[{"has_grad":true,"num_grad":1099511627776}]}`, nil))
 	f.Add(rep(`{"ops":[{"has_grad":true,"num_grad":2}]}`, le(1)))
+	// Sizes whose sum wraps int64 to a multiple of 2^62 (announcing 0 data
+	// bytes): totalValues once let them through to a negative make.
+	f.Add(rep(`{"ops":[{"has_grad":true,"num_grad":1},{"has_grad":true,"num_grad":9223372036854775807}]}`, nil))
+	f.Add(dataRequest(dataOpPush, 0, &pb.PushHeader{Parts: []*pb.PushPartHeader{{NumValues: 1, HasGrad: true}, {NumValues: 1<<63 - 1, HasGrad: true}}}, nil))
 	fake := &fakeReplicator{Fake: transporttest.Fake{
 		PullFunc: func(context.Context, *ps.PullRequest) (*ps.PullResponse, error) {
 			return &ps.PullResponse{Parts: []ps.PartValues{{Values: []float32{1, 2, 3}}}}, nil
