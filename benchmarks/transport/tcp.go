@@ -39,9 +39,9 @@ type tcpServer struct {
 	src   []byte
 }
 
-// startTCP serves the baseline on network: "tcp" at a free port of
-// 127.0.0.1, or "unix" at an abstract socket with a random name.
-func startTCP(ctx context.Context, network string) (*tcpServer, error) {
+// startBaseline serves the baseline protocol on network: "tcp" at a free
+// port of 127.0.0.1, or "unix" at an abstract socket with a random name.
+func startBaseline(ctx context.Context, network string) (*tcpServer, error) {
 	addr := "127.0.0.1:0"
 	if network == "unix" {
 		var r [8]byte
@@ -154,7 +154,8 @@ type tcpClient struct {
 	recv []byte
 }
 
-func dialTCP(ctx context.Context, network, addr string) (*tcpClient, error) {
+// dialBaseline connects to a baseline server at addr on network.
+func dialBaseline(ctx context.Context, network, addr string) (*tcpClient, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -213,14 +214,14 @@ func socketBackend(name, network string) backend {
 		name:  name,
 		child: true,
 		serve: func(ctx context.Context, _ *env) (string, func() error, error) {
-			s, err := startTCP(ctx, network)
+			s, err := startBaseline(ctx, network)
 			if err != nil {
 				return "", nil, err
 			}
 			return s.addr(), s.close, nil
 		},
 		dial: func(ctx context.Context, _ *env, addr string) (client, error) {
-			c, err := dialTCP(ctx, network, addr)
+			c, err := dialBaseline(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}

@@ -553,15 +553,26 @@ func (c *client) dataReplicate(ctx context.Context, dc *dataConn, in *envelope) 
 	p, done, err := c.dataCallRaw(ctx, dc, dataOpReplicate, 0, in.header, net.Buffers(in.payload), func(b []byte) error {
 		return decodeHeader(b, &resp)
 	})
+	if err := c.endWithoutData(ctx, "replicate", p, done, err); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// endWithoutData ends a call whose response carries a header only (push,
+// replicate): data after it is malformed; the connection is reused after
+// a success or a service error. It returns the call's error as the
+// Service reports it.
+func (c *client) endWithoutData(ctx context.Context, op string, p dataPrefix, done func(reuse bool), err error) error {
 	if err == nil && p.data != 0 {
-		err = fmt.Errorf("%w: replicate response with %d data bytes", errDataFrame, p.data)
+		err = fmt.Errorf("%w: %s response with %d data bytes", errDataFrame, op, p.data)
 	}
 	var se *serviceError
 	done(err == nil || errors.As(err, &se))
 	if err != nil {
-		return nil, c.dataFail(ctx, "replicate", err)
+		return c.dataFail(ctx, op, err)
 	}
-	return &resp, nil
+	return nil
 }
 
 // dataPush is Push over the data path: float32 gradients are written from
@@ -589,13 +600,8 @@ func (c *client) dataPush(ctx context.Context, dc *dataConn, req *ps.PushRequest
 	}
 	var out pb.PushResponse
 	p, done, err := c.dataCall(ctx, dc, dataOpPush, byte(c.d.enc), header, data, &out)
-	if err == nil && p.data != 0 {
-		err = fmt.Errorf("%w: push response with %d data bytes", errDataFrame, p.data)
-	}
-	var se *serviceError
-	done(err == nil || errors.As(err, &se))
-	if err != nil {
-		return nil, c.dataFail(ctx, "push", err)
+	if err := c.endWithoutData(ctx, "push", p, done, err); err != nil {
+		return nil, err
 	}
 	return &ps.PushResponse{Versions: versionsFromPB(out.Versions)}, nil
 }

@@ -278,8 +278,9 @@ func isIOError(err error) bool {
 // client sees ps.ErrUnavailable, as over gRPC, and not the context error
 // the service returned.
 var (
-	errPeerGone = errors.New("data path: client went away during the call")
-	errStopped  = errors.New("data path: server stopped during the call")
+	errNoResponse = errors.New("service returned no response")
+	errPeerGone   = errors.New("data path: client went away during the call")
+	errStopped    = errors.New("data path: server stopped during the call")
 )
 
 // call serves one request whose prefix was read. It returns an error when
@@ -338,14 +339,14 @@ func (d *dataServer) replicate(ctx context.Context, cancel func(), c net.Conn, b
 	}
 	req := replicateRequest(h, all)
 	var resp *ps.ReplicateResponse
-	if cut := d.watched(c, br, p, cancel, func() { resp, err = d.s.rep.Replicate(ctx, req) }); cut != nil {
+	cut, err := d.gradientCall(c, br, p, cancel, all, pooled, func() (err error) {
+		if resp, err = d.s.rep.Replicate(ctx, req); err == nil && resp == nil {
+			err = errNoResponse
+		}
+		return err
+	})
+	if cut != nil {
 		return cut
-	}
-	if err == nil && pooled {
-		gradPool.put(all)
-	}
-	if err == nil && resp == nil {
-		err = errors.New("service returned no response")
 	}
 	if err != nil {
 		return respondError(c, err)
@@ -381,7 +382,7 @@ func (d *dataServer) pull(ctx context.Context, cancel func(), c net.Conn, br *bu
 		return cut
 	}
 	if err == nil && resp == nil {
-		err = errors.New("service returned no response")
+		err = errNoResponse
 	}
 	if err != nil {
 		return respondError(c, err)
@@ -416,21 +417,33 @@ func (d *dataServer) push(ctx context.Context, cancel func(), c net.Conn, br *bu
 		return d.fail(c, unexpectedEOF(err))
 	}
 	var resp *ps.PushResponse
-	if cut := d.watched(c, br, p, cancel, func() { resp, err = d.s.svc.Push(ctx, req) }); cut != nil {
+	cut, err := d.gradientCall(c, br, p, cancel, backing, pooled, func() (err error) {
+		if resp, err = d.s.svc.Push(ctx, req); err == nil && resp == nil {
+			err = errNoResponse
+		}
+		return err
+	})
+	if cut != nil {
 		return cut
-	}
-	if err == nil && pooled {
-		// As the gRPC handler: only a successful Push of a service that
-		// keeps nothing gives the array back.
-		gradPool.put(backing)
-	}
-	if err == nil && resp == nil {
-		err = errors.New("service returned no response")
 	}
 	if err != nil {
 		return respondError(c, err)
 	}
 	return writeDataMessage(c, dataPrefix{kind: dataStatusOK}, &pb.PushResponse{Versions: resp.Versions}, nil)
+}
+
+// gradientCall runs call, a Push or Replicate of the gradients in backing,
+// under watched, and gives backing back to gradPool (when pooled, i.e. the
+// service keeps nothing of it) once the call succeeded, as the gRPC
+// handler does. cut is watched's verdict; err is call's.
+func (d *dataServer) gradientCall(c net.Conn, br *bufio.Reader, p dataPrefix, cancel func(), backing []float32, pooled bool, call func() error) (cut, err error) {
+	if cut := d.watched(c, br, p, cancel, func() { err = call() }); cut != nil {
+		return cut, nil
+	}
+	if err == nil && pooled {
+		gradPool.put(backing)
+	}
+	return nil, err
 }
 
 // watched runs the service call fn while watching the client (watchPeer)

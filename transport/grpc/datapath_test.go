@@ -18,11 +18,24 @@ import (
 // path.
 func serveData(t *testing.T, svc ps.Service, cfg ServerConfig) (*Server, string) {
 	t.Helper()
+	return serveDataWith(t, svc, cfg, nil)
+}
+
+// serveDataWith is serveData that runs setup (when non-nil) on the Server
+// before Serve, as RegisterReplication must be.
+func serveDataWith(t *testing.T, svc ps.Service, cfg ServerConfig, setup func(*Server) error) (*Server, string) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := NewServer(svc, cfg)
+	if setup != nil {
+		if err := setup(s); err != nil {
+			lis.Close()
+			t.Fatal(err)
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(lis) }()
 	t.Cleanup(func() {

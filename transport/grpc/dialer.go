@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -167,10 +168,7 @@ func (d *Dialer) release(p *peer) {
 // how its pulls and pushes travel now, sorted by address.
 func (d *Dialer) DataPaths() []DataPath {
 	d.mu.Lock()
-	peers := make([]*peer, 0, len(d.peers))
-	for _, p := range d.peers {
-		peers = append(peers, p)
-	}
+	peers := slices.Collect(maps.Values(d.peers))
 	d.mu.Unlock()
 	out := make([]DataPath, 0, len(peers))
 	for _, p := range peers {

@@ -62,14 +62,14 @@ func (s *Server) RegisterReplication() error {
 	if !ok {
 		return fmt.Errorf("grpctransport: %T does not implement ps.Replicator", s.svc)
 	}
-	s.gs.RegisterService(&replicationDesc, &replicationServer{rep: rep, s: s})
 	s.rep = rep
+	s.gs.RegisterService(&replicationDesc, &replicationServer{s: s})
 	return nil
 }
 
+// replicationServer serves the gRPC replication service of s (s.rep).
 type replicationServer struct {
-	rep ps.Replicator
-	s   *Server
+	s *Server
 }
 
 // serveEnvelope reads a request envelope, runs call, and writes the
@@ -94,7 +94,7 @@ func replicateHandler(srv any, stream grpc.ServerStream) error {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := rs.rep.Replicate(ctx, req)
+		resp, err := rs.s.rep.Replicate(ctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +108,7 @@ func fetchHandler(srv any, stream grpc.ServerStream) error {
 		if err := decodeHeader(h, &req); err != nil {
 			return nil, err
 		}
-		resp, err := rs.rep.Fetch(ctx, &req)
+		resp, err := rs.s.rep.Fetch(ctx, &req)
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +139,7 @@ func installHandler(srv any, stream grpc.ServerStream) error {
 				return nil, err
 			}
 		}
-		resp, err := rs.rep.Install(ctx, &req)
+		resp, err := rs.s.rep.Install(ctx, &req)
 		if err != nil {
 			return nil, err
 		}
@@ -445,11 +445,12 @@ func replicateRequest(h *replicateHeader, all []float32) *ps.ReplicateRequest {
 }
 
 func decodeReplicateRequest(hb, payload []byte) (*ps.ReplicateRequest, error) {
-	h, total, err := decodeReplicateHeader(hb, int64(len(payload)))
-	if err != nil && !errors.Is(err, ps.ErrTooLarge) {
+	// recvEnvelope bounded the payload; the header must announce exactly it.
+	h, total, err := decodeReplicateHeader(hb, math.MaxInt64)
+	if err != nil {
 		return nil, err
 	}
-	if err != nil || 4*total != int64(len(payload)) {
+	if 4*total != int64(len(payload)) {
 		return nil, ps.Errorf(ps.ErrInvalidArgument, "replicate: %d payload bytes do not match the header's gradient lengths", len(payload))
 	}
 	var all []float32

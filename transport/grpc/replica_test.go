@@ -33,22 +33,9 @@ func serveReplicating(t *testing.T, id string, d *Dialer) (*ps.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := NewServer(s, ServerConfig{})
-	if err := gs.RegisterReplication(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gs.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Close()
-		gs.Stop()
-		<-done
-	})
-	return s, lis.Addr().String()
+	_, addr := serveDataWith(t, s, ServerConfig{}, (*Server).RegisterReplication)
+	t.Cleanup(func() { s.Close() }) // runs before the gRPC server stops
+	return s, addr
 }
 
 // TestReplicationOverGRPC: two replicating servers over the real
@@ -286,20 +273,10 @@ func TestReplicateOverDataPath(t *testing.T) {
 				}
 				return want, nil
 			}}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			gs := NewServer(fake, ServerConfig{})
-			if err := gs.RegisterReplication(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- gs.Serve(lis) }()
-			t.Cleanup(func() { gs.Stop(); <-done })
+			gs, addr := serveDataWith(t, fake, ServerConfig{}, (*Server).RegisterReplication)
 			d := NewDialer(DialerConfig{DataPath: tc.dataPath})
 			defer d.Close()
-			svc, err := d.Dial(ctx, lis.Addr().String())
+			svc, err := d.Dial(ctx, addr)
 			if err != nil {
 				t.Fatal(err)
 			}
